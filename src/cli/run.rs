@@ -1,0 +1,434 @@
+//! `hutch run`: flags with Docker's names and meanings, turned into a Spec.
+
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, Args};
+
+use crate::cli::security::SecurityArgs;
+use crate::paths;
+use crate::sandbox::attach;
+use crate::sandbox::idmap::{IdMapping, UsernsMode};
+use crate::sandbox::passwd::{self, RootFiles};
+use crate::sandbox::spec::{
+    Mount, OverlayDriver, Process, RootSource, Spec, UpperDir, DEFAULT_PATH,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "rootfs {path}: {reason} (hint: give a directory holding a root filesystem, or `host`)"
+    )]
+    Rootfs { path: PathBuf, reason: String },
+    #[error(
+        "no root filesystem given (hint: `hutch run --rootfs DIR CMD` or `hutch run host CMD`)"
+    )]
+    NoRoot,
+    #[error("image {0:?}: running images is not supported yet (hint: use `host` or --rootfs DIR)")]
+    Image(String),
+    #[error("invalid volume spec {spec:?}: {reason} (hint: -v /host/path:/container/path[:ro])")]
+    Volume { spec: String, reason: String },
+    #[error("invalid tmpfs spec {spec:?}: {reason} (hint: --tmpfs /path[:size=64m,mode=1777])")]
+    Tmpfs { spec: String, reason: String },
+    #[error("invalid environment variable {0:?} (hint: -e NAME=VALUE)")]
+    Env(String),
+    #[error("cannot read env file {path}: {source}")]
+    EnvFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("workdir {0:?} must be an absolute path")]
+    Workdir(String),
+    #[error("invalid --overlay {0:?} (hint: auto, kernel or fuse)")]
+    Overlay(String),
+    #[error(transparent)]
+    User(#[from] passwd::UserError),
+    #[error("user {uid}:{gid} is not mapped in the sandbox's user namespace (hint: --userns=auto with a subuid range in /etc/subuid maps 65536 ids; --userns=single maps only root)")]
+    Unmapped { uid: u32, gid: u32 },
+    #[error(transparent)]
+    Paths(#[from] paths::PathsError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Idmap(#[from] crate::sandbox::idmap::IdmapError),
+}
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+
+    /// Use DIR as the root filesystem (never modified: writes go to an overlay)
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Remove the sandbox's writable layer when it exits
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Set an environment variable (NAME=VALUE, or NAME to copy it from here)
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Read environment variables from a file of NAME=VALUE lines
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Working directory inside the sandbox
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// Run as this user: NAME|UID[:GROUP|GID]
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// The sandbox's hostname (default: the first 12 digits of its id)
+    #[arg(short = 'h', long = "hostname", value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Bind a host path: SRC:DST[:ro|rw]
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volume: Vec<String>,
+
+    /// Mount a tmpfs: DST[:size=N,mode=OCTAL]
+    #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
+    pub tmpfs: Vec<String>,
+
+    /// Make the root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+
+    /// Keep stdin open and forward it
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+
+    /// Override the command's executable
+    #[arg(long = "entrypoint", value_name = "CMD")]
+    pub entrypoint: Option<String>,
+
+    /// User namespace: auto (subuid range if any, else one uid), keep-id, single
+    #[arg(long = "userns", value_name = "MODE", default_value = "auto")]
+    pub userns: String,
+
+    /// Overlay implementation: auto (kernel, else fuse-overlayfs), kernel, fuse
+    #[arg(long = "overlay", value_name = "DRIVER", default_value = "auto")]
+    pub overlay: String,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
+    /// ROOTFS (`host`) or IMAGE, then the command and its arguments
+    #[arg(
+        trailing_var_arg = true,
+        value_name = "ROOTFS|IMAGE [COMMAND [ARG...]]"
+    )]
+    pub args: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let spec = build_spec(&args)?;
+    let exit = attach::run(&spec)?;
+    Ok(exit.code())
+}
+
+/// Build and validate everything the sandbox needs, before any clone.
+pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
+    let mut positional = args.args.iter();
+    let (root, root_files) = match &args.rootfs {
+        Some(dir) => {
+            let dir = check_rootfs(dir)?;
+            (
+                RootSource::Layers(vec![dir.clone()]),
+                RootFiles::new(vec![dir]),
+            )
+        }
+        None => match positional.next().map(String::as_str) {
+            Some("host") => (RootSource::Host, RootFiles::new(vec![PathBuf::from("/")])),
+            Some(image) => return Err(RunError::Image(image.to_string())),
+            None => return Err(RunError::NoRoot),
+        },
+    };
+    let mut command: Vec<String> = positional.cloned().collect();
+    if let Some(ep) = &args.entrypoint {
+        command.insert(0, ep.clone());
+    }
+    if command.is_empty() {
+        command.push("/bin/sh".into());
+    }
+
+    let mode: UsernsMode = args.userns.parse()?;
+    let idmap = IdMapping::resolve(mode);
+    let resolved = passwd::resolve(
+        args.user.as_deref().unwrap_or(""),
+        &root_files,
+        idmap.default_uid,
+        idmap.default_gid,
+    )?;
+    let user = resolved.user;
+    if !idmap.maps_uid(user.uid) || !idmap.maps_gid(user.gid) {
+        return Err(RunError::Unmapped {
+            uid: user.uid,
+            gid: user.gid,
+        });
+    }
+
+    let id = new_id();
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let env = environment(args, &hostname, &resolved.home)?;
+    let cwd = match &args.workdir {
+        Some(w) if !w.starts_with('/') => return Err(RunError::Workdir(w.clone())),
+        Some(w) => PathBuf::from(w),
+        None => PathBuf::from("/"),
+    };
+
+    let mut mounts = Vec::new();
+    for v in &args.volume {
+        mounts.push(parse_volume(v)?);
+    }
+    for t in &args.tmpfs {
+        mounts.push(parse_tmpfs(t)?);
+    }
+
+    let overlay = match args.overlay.as_str() {
+        "auto" => OverlayDriver::Auto,
+        "kernel" => OverlayDriver::Kernel,
+        "fuse" => OverlayDriver::Fuse,
+        other => return Err(RunError::Overlay(other.to_string())),
+    };
+    let upper = if args.rm || matches!(root, RootSource::Host) {
+        UpperDir::Ephemeral
+    } else {
+        let dir = paths::data_dir()?.join("containers").join(&id);
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for d in [&upper, &work] {
+            paths::create_private(d)?;
+        }
+        UpperDir::Persistent { upper, work }
+    };
+
+    Ok(Spec {
+        id,
+        root,
+        upper,
+        overlay,
+        readonly_root: args.read_only,
+        hostname,
+        mounts,
+        idmap,
+        process: Process {
+            args: command,
+            env,
+            cwd,
+            user,
+            terminal: args.tty,
+            stdin: args.interactive,
+        },
+        policy: args.security.resolve()?,
+        scratch: paths::scratch_dir()?,
+    })
+}
+
+fn check_rootfs(dir: &Path) -> Result<PathBuf, RunError> {
+    let err = |reason: String| RunError::Rootfs {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let abs = std::fs::canonicalize(dir).map_err(|e| err(e.to_string()))?;
+    if !abs.is_dir() {
+        return Err(err("not a directory".into()));
+    }
+    // Overlay's option syntax cannot carry these characters in a lowerdir.
+    if abs.to_string_lossy().contains([':', ',']) {
+        return Err(err("the path may not contain ':' or ','".into()));
+    }
+    Ok(abs)
+}
+
+fn environment(args: &RunArgs, hostname: &str, home: &str) -> Result<Vec<String>, RunError> {
+    let mut env: Vec<String> = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+        format!("HOME={home}"),
+    ];
+    if args.tty {
+        env.push("TERM=xterm".into());
+    }
+    let mut set = |kv: &str| -> Result<(), RunError> {
+        let entry = match kv.split_once('=') {
+            Some(("", _)) => return Err(RunError::Env(kv.to_string())),
+            Some(_) => kv.to_string(),
+            None if kv.is_empty() => return Err(RunError::Env(kv.to_string())),
+            // `-e NAME` copies NAME from hutch's environment, if it is set.
+            None => match std::env::var(kv) {
+                Ok(v) => format!("{kv}={v}"),
+                Err(_) => return Ok(()),
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+        Ok(())
+    };
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file).map_err(|source| RunError::EnvFile {
+            path: file.clone(),
+            source,
+        })?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                set(line)?;
+            }
+        }
+    }
+    for kv in &args.env {
+        set(kv)?;
+    }
+    Ok(env)
+}
+
+pub fn parse_volume(spec: &str) -> Result<Mount, RunError> {
+    let err = |reason: &str| RunError::Volume {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => return Err(err("expected SRC:DST or SRC:DST:OPTIONS")),
+    };
+    if src.is_empty() || dst.is_empty() {
+        return Err(err("source and destination must not be empty"));
+    }
+    if !(src.starts_with('/') || src.starts_with("./") || src.starts_with("../") || src == ".") {
+        return Err(err("named volumes are not supported; give a host path"));
+    }
+    if !dst.starts_with('/') {
+        return Err(err("the destination must be an absolute path"));
+    }
+    let mut readonly = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" => readonly = false,
+            // Recursive binds are the only kind hutch makes.
+            "rbind" | "bind" => {}
+            _ => return Err(err(&format!("unknown option {o:?}"))),
+        }
+    }
+    let source = std::fs::canonicalize(src).map_err(|e| err(&format!("source: {e}")))?;
+    Ok(Mount::Bind {
+        source,
+        destination: PathBuf::from(dst),
+        readonly,
+    })
+}
+
+pub fn parse_tmpfs(spec: &str) -> Result<Mount, RunError> {
+    let err = |reason: String| RunError::Tmpfs {
+        spec: spec.to_string(),
+        reason,
+    };
+    let (dst, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    if !dst.starts_with('/') {
+        return Err(err("the destination must be an absolute path".into()));
+    }
+    let (mut size, mut mode) = (None, 0o1777);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some(("size", v)) => {
+                size = Some(parse_size(v).ok_or_else(|| err(format!("bad size {v:?}")))?)
+            }
+            Some(("mode", v)) => {
+                mode = u32::from_str_radix(v, 8).map_err(|_| err(format!("bad mode {v:?}")))?
+            }
+            _ => return Err(err(format!("unknown option {o:?}"))),
+        }
+    }
+    Ok(Mount::Tmpfs {
+        destination: PathBuf::from(dst),
+        size,
+        mode,
+    })
+}
+
+/// "64m", "1g", "4096", "10k" as bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// 64 random hex digits.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 32];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Fall back to time and pid: unique enough for a local id.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes[..16].copy_from_slice(&t.to_ne_bytes());
+        bytes[16..20].copy_from_slice(&std::process::id().to_ne_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes() {
+        assert_eq!(
+            parse_volume("/tmp:/data:ro").unwrap(),
+            Mount::Bind {
+                source: std::fs::canonicalize("/tmp").unwrap(),
+                destination: "/data".into(),
+                readonly: true
+            }
+        );
+        for bad in [
+            "/tmp",
+            "/tmp:data",
+            "name:/data",
+            "/tmp:/d:zz",
+            "/nonexistent-hutch:/d",
+            "a:b:c:d",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn tmpfs_and_sizes() {
+        assert_eq!(
+            parse_tmpfs("/scratch:size=64m,mode=700").unwrap(),
+            Mount::Tmpfs {
+                destination: "/scratch".into(),
+                size: Some(64 << 20),
+                mode: 0o700
+            }
+        );
+        assert!(parse_tmpfs("scratch").is_err());
+        assert!(parse_tmpfs("/s:size=lots").is_err());
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("100"), Some(100));
+    }
+}

@@ -1,0 +1,2 @@
+//! OCI images: references, the registry client, the content-addressed store
+//! and safe layer unpacking.

@@ -1,0 +1,9 @@
+//! hutch: a rootless sandbox for untrusted code.
+//!
+//! See ARCHITECTURE.md for how the modules fit together.
+
+pub mod cli;
+pub mod image;
+pub mod paths;
+pub mod policy;
+pub mod sandbox;

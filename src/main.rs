@@ -1,0 +1,40 @@
+//! The `hutch` binary: parse, dispatch, and map errors to Docker's exit codes.
+
+use clap::Parser;
+
+use hutch::sandbox::SandboxError;
+
+fn main() {
+    let cli = match hutch::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; a usage error is
+            // hutch's own error, 125, as Docker's CLI does.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
+    let code = match hutch::cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hutch: {}", chain(&err));
+            err.downcast_ref::<SandboxError>()
+                .map(SandboxError::exit_code)
+                .unwrap_or(hutch::sandbox::error::EXIT_HUTCH)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The error and its causes on one line, as "outer: inner: innermost".
+fn chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! Dropping every capability from every set.
+//!
+//! The workload runs as root of its own user namespace, which holds a full
+//! set of capabilities over the sandbox's namespaces. All of them go: the
+//! bounding set (so no exec can regain one), the ambient set, and the
+//! effective, permitted and inheritable sets.
+
+use std::io;
+
+use super::sys;
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The highest capability number this kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Empty the bounding set. Needs CAP_SETPCAP, so it runs before setuid.
+pub fn drop_bounding(last: u32) -> io::Result<()> {
+    for cap in 0..=last {
+        match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
+            Ok(()) => {}
+            // A capability the running kernel does not know is not there to drop.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Empty the ambient, effective, permitted and inheritable sets.
+pub fn clear_all() -> io::Result<()> {
+    sys::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+    )?;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: header and data are laid out as the kernel's v3 capability
+    // structs (one header, two data words) and live for the whole call.
+    sys::check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The cloned child: the sandbox's setup, in order, as one readable sequence.
+//!
+//! The child starts in new user, mount, pid, ipc, uts, net and cgroup
+//! namespaces and becomes pid 1 of the sandbox. It builds the root
+//! filesystem, then forks the workload and stays behind as a small init
+//! that reaps zombies and forwards signals. The workload confines itself
+//! (Landlock, capabilities, user, no_new_privs, seccomp last) and execs.
+//!
+//! Every failure is written to the error pipe as a [`SetupError`]; the pipe
+//! is close-on-exec, so the parent reading EOF means the workload exec'd.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::caps;
+use super::error::{SetupError, EXIT_CANNOT_INVOKE, EXIT_HUTCH, EXIT_NOT_FOUND};
+use super::init;
+use super::rootfs;
+use super::spec::{Spec, DEFAULT_PATH};
+use super::sys;
+
+/// The descriptors the child works with (all inherited across clone).
+#[derive(Debug, Clone, Copy)]
+pub struct ChildFds {
+    /// Read end: one byte once the id maps are written; EOF if hutch died.
+    pub sync: RawFd,
+    /// Write end: a JSON [`SetupError`] on failure; close-on-exec.
+    pub error: RawFd,
+    /// Write end: the workload's wait status, written by init.
+    pub status: RawFd,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn main(spec: &Spec, fds: ChildFds) -> ! {
+    let err = match setup(spec, fds) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    report_and_exit(fds.error, &err)
+}
+
+fn report_and_exit(fd: RawFd, err: &SetupError) -> ! {
+    if let Ok(json) = serde_json::to_vec(err) {
+        let _ = sys::write_all(fd, &json);
+    }
+    // SAFETY: _exit ends the process without running the parent's atexit
+    // handlers or flushing its stdio buffers, which this clone inherited.
+    unsafe { libc::_exit(err.exit_code) }
+}
+
+fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
+    // 0. Die with hutch: if it is killed, the kernel kills pid 1 and with
+    //    it the whole pid namespace.
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| SetupError::io("cannot set the parent-death signal", None, &e))?;
+
+    // 1. Wait until the parent has written our uid and gid maps.
+    let mut byte = [0u8; 1];
+    // SAFETY: reading one byte into a valid one-byte buffer.
+    let n = unsafe { libc::read(fds.sync, byte.as_mut_ptr().cast(), 1) };
+    if n != 1 {
+        // The parent failed to map us (and reports that itself) or died.
+        // SAFETY: plain process exit.
+        unsafe { libc::_exit(EXIT_HUTCH) }
+    }
+    // SAFETY: closing a descriptor we own and no longer use.
+    unsafe { libc::close(fds.sync) };
+
+    stdio(fds)?;
+
+    // 2-4. The root filesystem: private propagation, overlay or host dirs,
+    //      volumes, /proc, /dev, /sys, pivot_root, masked paths.
+    rootfs::build(spec)?;
+
+    // 5. Identity and network of the sandbox.
+    set_hostname(&spec.hostname)?;
+    loopback_up()?;
+
+    // 6. Fork the workload; this process stays as its pid 1.
+    // SAFETY: the child is single-threaded (clone copied only the calling
+    // thread), so forking is safe and the new process may allocate.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SetupError::io(
+            "cannot fork the workload",
+            None,
+            &std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        let err = match exec_workload(spec) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        report_and_exit(fds.error, &err);
+    }
+    // SAFETY: the workload holds its own copy of the error pipe; init's
+    // copy must go so the parent sees EOF once the workload execs.
+    unsafe { libc::close(fds.error) };
+    init::run(pid, fds.status)
+}
+
+fn stdio(fds: ChildFds) -> Result<(), SetupError> {
+    for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+        if from != to {
+            sys::dup2(from, to).map_err(|e| SetupError::io("cannot set up stdio", None, &e))?;
+        }
+    }
+    // Nothing else hutch's caller left open may reach the workload: an
+    // inherited directory descriptor would be a way out of the new root.
+    // SAFETY: close_range on integers; marking close-on-exec touches no memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    sys::check(ret)
+        .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
+    Ok(())
+}
+
+fn set_hostname(name: &str) -> Result<(), SetupError> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    let ret = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    sys::check(ret as libc::c_long)
+        .map(drop)
+        .map_err(|e| SetupError::io("cannot set hostname", Some(name.to_string()), &e))
+}
+
+/// Bring `lo` up in the new network namespace.
+fn loopback_up() -> Result<(), SetupError> {
+    let fail =
+        |e: std::io::Error| SetupError::io("cannot bring up loopback", Some("lo".into()), &e);
+    // SAFETY: creating a socket takes no pointers.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(fail(std::io::Error::last_os_error()));
+    }
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: `req` is a valid ifreq for SIOCSIFFLAGS; `sock` is open.
+    let ret = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(sock) };
+    if ret < 0 {
+        return Err(fail(err));
+    }
+    Ok(())
+}
+
+/// The workload's last steps: confine, then exec. Seccomp goes on last.
+fn exec_workload(spec: &Spec) -> Result<Infallible, SetupError> {
+    let proc = &spec.process;
+    reset_signals();
+    // SAFETY: setsid takes no arguments; the workload leads its own session.
+    unsafe { libc::setsid() };
+    if proc.terminal {
+        // SAFETY: fd 0 is the pty's slave; make it our controlling terminal.
+        let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        sys::check(ret as libc::c_long)
+            .map_err(|e| SetupError::io("cannot set the controlling terminal", None, &e))?;
+    }
+
+    // Build exec's arguments before confinement, so nothing below allocates
+    // under a filter that might refuse it.
+    let argv = cstrings(&proc.args)?;
+    let envp = cstrings(&proc.env)?;
+
+    // 6. Landlock, while we may still read everything we need.
+    spec.policy
+        .apply_landlock(&spec.writable_paths())
+        .map_err(|e| SetupError::msg("cannot apply the Landlock policy", e.to_string()))?;
+
+    // 7. Capabilities, user, no_new_privs.
+    caps::drop_bounding(caps::last_cap())
+        .map_err(|e| SetupError::io("cannot drop the capability bounding set", None, &e))?;
+    switch_user(spec)?;
+    caps::clear_all().map_err(|e| SetupError::io("cannot drop capabilities", None, &e))?;
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+        .map_err(|e| SetupError::io("cannot set no_new_privs", None, &e))?;
+
+    std::env::set_current_dir(&proc.cwd).map_err(|e| {
+        SetupError::io(
+            "cannot change to the working directory",
+            Some(proc.cwd.display().to_string()),
+            &e,
+        )
+        .code(EXIT_CANNOT_INVOKE)
+    })?;
+    let program = resolve_program(&proc.args[0], &proc.env)?;
+    let program = sys::cstr(&program).map_err(|e| SetupError::io("bad command", None, &e))?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+
+    // 8. Seccomp, the very last step.
+    spec.policy
+        .apply_seccomp()
+        .map_err(|e| SetupError::msg("cannot apply the seccomp policy", e.to_string()))?;
+
+    // SAFETY: program, argv and envp are NUL-terminated strings in
+    // NULL-terminated arrays, all alive until execve returns (on failure).
+    unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    let code = if e.raw_os_error() == Some(libc::ENOENT) {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_INVOKE
+    };
+    Err(SetupError::io(format!("exec: {:?}", proc.args[0]), None, &e).code(code))
+}
+
+fn reset_signals() {
+    // SAFETY: an empty sigset from sigemptyset, applied to this thread; the
+    // dispositions reset are plain integers.
+    unsafe {
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn switch_user(spec: &Spec) -> Result<(), SetupError> {
+    let u = &spec.process.user;
+    let unmapped = |e: std::io::Error| {
+        SetupError::io(
+            "cannot switch to user",
+            Some(format!("{}:{}", u.uid, u.gid)),
+            &e,
+        )
+        .hint("the id is not mapped in this user namespace; use --userns=auto with a subuid range")
+    };
+    if spec.idmap.use_helpers {
+        // SAFETY: the slice outlives the call and its length is passed.
+        let ret = unsafe { libc::setgroups(u.additional_gids.len(), u.additional_gids.as_ptr()) };
+        sys::check(ret as libc::c_long).map_err(unmapped)?;
+    }
+    // SAFETY: integer arguments only.
+    let ret = unsafe { libc::setresgid(u.gid, u.gid, u.gid) };
+    sys::check(ret as libc::c_long).map_err(unmapped)?;
+    // SAFETY: integer arguments only.
+    let ret = unsafe { libc::setresuid(u.uid, u.uid, u.uid) };
+    sys::check(ret as libc::c_long).map_err(unmapped)?;
+    Ok(())
+}
+
+/// Find the command as execvp would, in the sandbox's own PATH, so a
+/// missing command is told apart (127) from one that cannot run (126).
+fn resolve_program(arg0: &str, env: &[String]) -> Result<PathBuf, SetupError> {
+    let not_found = || {
+        SetupError::msg(
+            format!("exec: {arg0:?}"),
+            if arg0.contains('/') {
+                "no such file or directory".to_string()
+            } else {
+                "executable file not found in $PATH".to_string()
+            },
+        )
+        .code(EXIT_NOT_FOUND)
+    };
+    let executable = |p: &Path| -> Option<Result<(), std::io::Error>> {
+        let meta = std::fs::metadata(p).ok()?;
+        if meta.is_dir() {
+            return Some(Err(std::io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        let c = sys::cstr(p).ok()?;
+        // SAFETY: `c` is a valid C string.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            Some(Ok(()))
+        } else {
+            Some(Err(std::io::Error::last_os_error()))
+        }
+    };
+    let cannot = |p: &Path, e: std::io::Error| {
+        SetupError::io(format!("exec: {:?}", p.display().to_string()), None, &e)
+            .code(EXIT_CANNOT_INVOKE)
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return match executable(&p) {
+            None => Err(not_found()),
+            Some(Ok(())) => Ok(p),
+            Some(Err(e)) => Err(cannot(&p, e)),
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let mut denied = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        match executable(&p) {
+            None => continue,
+            Some(Ok(())) => return Ok(p),
+            Some(Err(e)) => denied = denied.or(Some((p, e))),
+        }
+    }
+    match denied {
+        Some((p, e)) => Err(cannot(&p, e)),
+        None => Err(not_found()),
+    }
+}
+
+fn cstrings(items: &[String]) -> Result<Vec<CString>, SetupError> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(std::ffi::OsStr::new(s).as_bytes()).map_err(|_| {
+                SetupError::msg("invalid argument", format!("{s:?} contains a NUL byte"))
+            })
+        })
+        .collect()
+}
+
+fn null_terminated(items: &[CString]) -> Vec<*const libc::c_char> {
+    items
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}

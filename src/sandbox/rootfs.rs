@@ -1,0 +1,514 @@
+//! Building the sandbox's root filesystem inside its new mount namespace:
+//! overlay (or the host's system directories), volumes, tmpfs, /proc, /dev,
+//! /sys, then `pivot_root` and the masked and read-only paths.
+//!
+//! Every mount target inside the new root is opened with `openat2` and
+//! `RESOLVE_IN_ROOT`, so a symlink planted in an image cannot redirect a
+//! mount to a host path.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use super::error::SetupError;
+use super::spec::{Mount, OverlayDriver, RootSource, Spec, UpperDir};
+use super::sys;
+
+/// Host directories that make up the `host` root, bound read-only.
+const HOST_SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+];
+
+/// Files hidden from the workload (Docker's list): a bind of /dev/null over
+/// files, an empty read-only tmpfs over directories.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Kernel knobs the workload may read but never write.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Host device nodes bound into the private /dev.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+type R<T> = Result<T, SetupError>;
+
+fn on(p: impl AsRef<Path>) -> Option<String> {
+    Some(format!("on {}", p.as_ref().display()))
+}
+
+/// Assemble the new root and pivot into it. On return the process's root
+/// and working directory are the sandbox's `/`.
+pub fn build(spec: &Spec) -> R<()> {
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| SetupError::io("cannot make mount propagation private", on("/"), &e))?;
+
+    // A private tmpfs over the scratch directory holds the root (host mode)
+    // or the overlay's upper and work dirs (ephemeral runs); it vanishes
+    // with the mount namespace, so nothing is left on the host.
+    let scratch = &spec.scratch;
+    sys::mount(
+        Some("tmpfs"),
+        scratch,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| SetupError::io("cannot mount scratch tmpfs", on(scratch), &e))?;
+
+    let new_root = match &spec.root {
+        RootSource::Host => {
+            host_root(scratch)?;
+            scratch.clone()
+        }
+        RootSource::Layers(lowers) => {
+            let (upper, work) = match &spec.upper {
+                UpperDir::Ephemeral => {
+                    let (u, w) = (scratch.join("upper"), scratch.join("work"));
+                    mkdir(&u, 0o755)?;
+                    mkdir(&w, 0o700)?;
+                    (u, w)
+                }
+                UpperDir::Persistent { upper, work } => (upper.clone(), work.clone()),
+            };
+            let merged = scratch.join("root");
+            mkdir(&merged, 0o755)?;
+            overlay(spec.overlay, lowers, &upper, &work, &merged)?;
+            merged
+        }
+    };
+
+    let root = open_dir(&new_root)?;
+    for m in &spec.mounts {
+        volume(&root, m)?;
+    }
+    proc_fs(&root)?;
+    dev(&root, spec.process.terminal)?;
+    sys_fs(&root)?;
+    // The workdir must exist, as Docker creates it; created as root so the
+    // user needs no write access to its parent.
+    ensure_dir(&root, &spec.process.cwd)?;
+    drop(root);
+
+    std::env::set_current_dir(&new_root)
+        .map_err(|e| SetupError::io("cannot enter the new root", on(&new_root), &e))?;
+    sys::pivot_root_here().map_err(|e| SetupError::io("cannot pivot_root", on(&new_root), &e))?;
+    // The old root is now stacked on top of the new one at "/"; detach it so
+    // nothing of the host stays reachable.
+    sys::umount_detach(Path::new("."))
+        .map_err(|e| SetupError::io("cannot detach the old root", None, &e))?;
+    std::env::set_current_dir("/").map_err(|e| SetupError::io("cannot chdir", on("/"), &e))?;
+
+    for p in MASKED_PATHS {
+        mask(Path::new(p))?;
+    }
+    for p in READONLY_PATHS {
+        readonly_bind(Path::new(p))?;
+    }
+    if spec.readonly_root {
+        sys::mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )
+        .map_err(|e| SetupError::io("cannot make the root read-only", on("/"), &e))?;
+    }
+    Ok(())
+}
+
+fn mkdir(p: &Path, mode: u32) -> R<()> {
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(p)
+        .map_err(|e| SetupError::io("cannot create directory", Some(p.display().to_string()), &e))
+}
+
+fn open_dir(p: &Path) -> R<OwnedFd> {
+    std::fs::File::open(p)
+        .map(OwnedFd::from)
+        .map_err(|e| SetupError::io("cannot open", Some(p.display().to_string()), &e))
+}
+
+fn host_root(root: &Path) -> R<()> {
+    for dir in HOST_SYSTEM_DIRS {
+        let host = Path::new(dir);
+        let Ok(meta) = std::fs::symlink_metadata(host) else {
+            continue;
+        };
+        let inside = root.join(&dir[1..]);
+        if meta.file_type().is_symlink() {
+            // Merged-/usr systems: /bin -> usr/bin stays a symlink.
+            let target = std::fs::read_link(host)
+                .map_err(|e| SetupError::io("cannot read link", Some(dir.to_string()), &e))?;
+            symlink(&target, &inside)
+                .map_err(|e| SetupError::io("cannot create symlink", Some(dir.to_string()), &e))?;
+        } else if meta.is_dir() {
+            mkdir(&inside, 0o755)?;
+            let target = open_dir(&inside)?;
+            bind(host, &target, true)
+                .map_err(|e| SetupError::io("cannot bind host directory", on(dir), &e))?;
+        }
+    }
+    for (dir, mode) in [
+        ("tmp", 0o1777),
+        ("home", 0o755),
+        ("root", 0o700),
+        ("var", 0o755),
+    ] {
+        mkdir(&root.join(dir), 0o755)?;
+        std::fs::set_permissions(
+            root.join(dir),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .map_err(|e| SetupError::io("cannot chmod", Some(dir.to_string()), &e))?;
+    }
+    mkdir(&root.join("var/tmp"), 0o755)?;
+    std::fs::set_permissions(
+        root.join("var/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .map_err(|e| SetupError::io("cannot chmod", Some("/var/tmp".into()), &e))?;
+    Ok(())
+}
+
+fn overlay(
+    driver: OverlayDriver,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> R<()> {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    let kernel_err = if driver == OverlayDriver::Fuse {
+        None
+    } else {
+        // `userxattr` keeps overlay's metadata in user.* xattrs, which is
+        // what an unprivileged overlay mount in a user namespace may use.
+        match sys::mount(
+            Some("overlay"),
+            merged,
+            Some("overlay"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&format!("{opts},userxattr")),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) if driver == OverlayDriver::Kernel => {
+                return Err(SetupError::io("cannot mount overlay", on("/"), &e).hint(
+                    "kernel overlayfs in user namespaces needs Linux 5.11; use --overlay=fuse with fuse-overlayfs installed",
+                ));
+            }
+            Err(e) => Some(e),
+        }
+    };
+    let kernel_reason = kernel_err
+        .map(|e| format!("kernel overlayfs refused ({e}); "))
+        .unwrap_or_default();
+    let status = Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(&opts)
+        .arg(merged)
+        .stdin(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(SetupError::msg(
+            "cannot mount overlay on /",
+            format!("{kernel_reason}fuse-overlayfs exited with {s}"),
+        )
+        .hint("fuse-overlayfs needs read-write access to /dev/fuse")),
+        Err(e) => Err(SetupError::msg(
+            "cannot mount overlay on /",
+            format!("{kernel_reason}fuse-overlayfs could not be run: {e}"),
+        )
+        .hint("kernel overlayfs in user namespaces needs Linux 5.11; install fuse-overlayfs")),
+    }
+}
+
+/// Open `path` inside `root` (resolved as if `root` were `/`), creating any
+/// missing directories, and the last component as a directory or an empty
+/// file.
+fn ensure_target(root: &OwnedFd, path: &Path, dir: bool) -> R<OwnedFd> {
+    let mut rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        rel = PathBuf::from(".");
+    }
+    let open = |p: &Path| sys::open_in_root(root.as_raw_fd(), p, libc::O_PATH);
+    match open(&rel) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+            return Err(SetupError::io("cannot open mount point", on(path), &e))
+        }
+        Err(_) => {}
+    }
+    let mut prefix = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let parent = open_parent(root, &prefix)?;
+        let name = sys::cstr(Path::new(c.as_os_str()))
+            .map_err(|e| SetupError::io("bad path", on(path), &e))?;
+        let last = i + 1 == comps.len();
+        // SAFETY: `parent` is an open directory fd and `name` a valid C string.
+        let ret = unsafe {
+            if last && !dir {
+                let fd = libc::openat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd
+            } else {
+                libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755)
+            }
+        };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(SetupError::io("cannot create mount point", on(path), &e));
+            }
+        }
+        prefix.push(c);
+    }
+    open(&rel).map_err(|e| SetupError::io("cannot open mount point", on(path), &e))
+}
+
+fn open_parent(root: &OwnedFd, prefix: &Path) -> R<OwnedFd> {
+    let p = if prefix.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        prefix
+    };
+    sys::open_in_root(root.as_raw_fd(), p, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| SetupError::io("cannot open", on(prefix), &e))
+}
+
+fn ensure_dir(root: &OwnedFd, path: &Path) -> R<()> {
+    ensure_target(root, path, true).map(drop)
+}
+
+/// A recursive bind of host `source` onto the open directory `target`,
+/// never allowing setuid or device nodes through it.
+fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
+    let tree = sys::open_tree_clone(source)?;
+    let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if readonly {
+        set |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
+    sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
+}
+
+fn volume(root: &OwnedFd, m: &Mount) -> R<()> {
+    match m {
+        Mount::Bind {
+            source,
+            destination,
+            readonly,
+        } => {
+            let target = ensure_target(root, destination, source.is_dir())?;
+            bind(source, &target, *readonly).map_err(|e| {
+                SetupError::io(
+                    "cannot bind-mount volume",
+                    Some(format!("{} on {}", source.display(), destination.display())),
+                    &e,
+                )
+            })
+        }
+        Mount::Tmpfs {
+            destination,
+            size,
+            mode,
+        } => {
+            let target = ensure_target(root, destination, true)?;
+            let mut opts = format!("mode={mode:o}");
+            if let Some(s) = size {
+                opts.push_str(&format!(",size={s}"));
+            }
+            sys::mount(
+                Some("tmpfs"),
+                Path::new(&sys::fd_path(&target)),
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&opts),
+            )
+            .map_err(|e| SetupError::io("cannot mount tmpfs", on(destination), &e))
+        }
+    }
+}
+
+fn proc_fs(root: &OwnedFd) -> R<()> {
+    let target = ensure_target(root, Path::new("/proc"), true)?;
+    sys::mount(
+        Some("proc"),
+        Path::new(&sys::fd_path(&target)),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+    .map_err(|e| {
+        SetupError::io("cannot mount", on("/proc"), &e)
+            .hint("a fresh /proc needs a fully visible /proc on the host (no masked /proc, as inside another container)")
+    })
+}
+
+fn sys_fs(root: &OwnedFd) -> R<()> {
+    let target = ensure_target(root, Path::new("/sys"), true)?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+    let path = sys::fd_path(&target);
+    if sys::mount(Some("sysfs"), Path::new(&path), Some("sysfs"), flags, None).is_ok() {
+        return Ok(());
+    }
+    // sysfs may be refused (for example when /sys is partly masked on the
+    // host); a read-only bind of the host's shows the same thing.
+    bind(Path::new("/sys"), &target, true)
+        .map_err(|e| SetupError::io("cannot mount", on("/sys"), &e))
+}
+
+fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
+    let target = ensure_target(root, Path::new("/dev"), true)?;
+    let path = PathBuf::from(sys::fd_path(&target));
+    sys::mount(
+        Some("tmpfs"),
+        &path,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=65536k"),
+    )
+    .map_err(|e| SetupError::io("cannot mount", on("/dev"), &e))?;
+    // Reopen: the fd above names the directory under the new tmpfs.
+    let devfd = ensure_target(root, Path::new("/dev"), true)?;
+    for name in DEVICES {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let node = ensure_target(&devfd, Path::new(name), false)?;
+        bind(&host, &node, false)
+            .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
+    }
+    let pts = ensure_target(&devfd, Path::new("pts"), true)?;
+    sys::mount(
+        Some("devpts"),
+        Path::new(&sys::fd_path(&pts)),
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| SetupError::io("cannot mount", on("/dev/pts"), &e))?;
+    let shm = ensure_target(&devfd, Path::new("shm"), true)?;
+    sys::mount(
+        Some("shm"),
+        Path::new(&sys::fd_path(&shm)),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| SetupError::io("cannot mount", on("/dev/shm"), &e))?;
+    let dev_path = PathBuf::from(sys::fd_path(&devfd));
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(to, dev_path.join(link)).map_err(|e| {
+            SetupError::io("cannot create symlink", Some(format!("/dev/{link}")), &e)
+        })?;
+    }
+    Ok(())
+}
+
+fn mask(p: &Path) -> R<()> {
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(SetupError::io(
+                "cannot mask",
+                Some(p.display().to_string()),
+                &e,
+            ))
+        }
+    };
+    let res = if meta.is_dir() {
+        sys::mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("size=0,mode=0555"),
+        )
+    } else {
+        sys::mount(Some("/dev/null"), p, None, libc::MS_BIND, None)
+    };
+    res.map_err(|e| SetupError::io("cannot mask", Some(p.display().to_string()), &e))
+}
+
+fn readonly_bind(p: &Path) -> R<()> {
+    let res = (|| {
+        let tree = sys::open_tree_clone(p)?;
+        sys::mount_setattr(
+            tree.as_raw_fd(),
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+            0,
+        )?;
+        // O_PATH names write-only files such as /proc/sysrq-trigger too.
+        let target = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(p)?;
+        sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
+    })();
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SetupError::io(
+            "cannot make read-only",
+            Some(p.display().to_string()),
+            &e,
+        )),
+    }
+}

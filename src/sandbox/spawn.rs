@@ -1,0 +1,230 @@
+//! The parent's side of starting a sandbox: clone into new namespaces,
+//! write the id maps, release the child, and learn whether its workload
+//! exec'd or why it could not.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::child::{self, ChildFds};
+use super::error::{SandboxError, SetupError};
+use super::init;
+use super::spec::Spec;
+use super::sys;
+
+/// The descriptors that become the workload's fd 0, 1 and 2.
+#[derive(Debug, Clone, Copy)]
+pub struct Stdio {
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Exit {
+    pub fn from_wait_status(status: i32) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signaled(libc::WTERMSIG(status))
+        } else {
+            Exit::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// The exit code as a shell (and Docker) reports it.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Exited(c) => c,
+            Exit::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// A sandbox whose workload is running.
+#[derive(Debug)]
+pub struct Running {
+    /// pid of the sandbox's init, in hutch's pid namespace.
+    pub pid: i32,
+    /// Held for the sandbox's whole life: signals through it can never reach
+    /// a process that reused the pid.
+    pub pidfd: OwnedFd,
+    status: OwnedFd,
+}
+
+const NAMESPACES: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP) as u64;
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Start the sandbox described by `spec`. The calling process must be
+/// single-threaded. The forwarded signals are left blocked in the caller,
+/// which should take them from a signalfd (see [`init::blocked_set`]).
+pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
+    let pipe = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
+    let (sync_r, sync_w) = pipe("sync pipe")?;
+    let (err_r, err_w) = pipe("error pipe")?;
+    let (status_r, status_w) = pipe("status pipe")?;
+
+    let set = init::blocked_set();
+    // SAFETY: blocking signals in this (single) thread with an initialised set.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+
+    let mut pidfd: RawFd = -1;
+    let args = CloneArgs {
+        flags: NAMESPACES | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without a stack behaves like fork: the child continues
+    // on a copy of this stack. The caller is single-threaded, so the child
+    // holds no lock another thread could have taken and may allocate.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(SandboxError::Namespaces {
+            hint: userns_hint(),
+            source,
+        });
+    }
+    if pid == 0 {
+        child::main(
+            spec,
+            ChildFds {
+                sync: sync_r.as_raw_fd(),
+                error: err_w.as_raw_fd(),
+                status: status_w.as_raw_fd(),
+                stdin: stdio.stdin,
+                stdout: stdio.stdout,
+                stderr: stdio.stderr,
+            },
+        );
+    }
+    let pid = pid as i32;
+    // SAFETY: clone3 wrote a fresh pidfd that only we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop((sync_r, err_w, status_w));
+    let running = Running {
+        pid,
+        pidfd,
+        status: status_r,
+    };
+
+    if let Err(e) = spec.idmap.apply(pid) {
+        running.kill_and_reap();
+        return Err(e.into());
+    }
+    sys::write_all(sync_w.as_raw_fd(), b"1")
+        .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
+    drop(sync_w);
+
+    // EOF on the error pipe: the workload exec'd (the pipe is close-on-exec).
+    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
+        .map_err(|e| SandboxError::io("cannot read", "the error pipe", e))?;
+    if !report.is_empty() {
+        running.kill_and_reap();
+        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
+            SetupError::msg(
+                "sandbox setup failed",
+                String::from_utf8_lossy(&report).into_owned(),
+            )
+        });
+        return Err(err.into());
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// Send `sig` to the sandbox's init, which forwards it to the workload.
+    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+        // SAFETY: the pidfd is open; no siginfo is passed.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        sys::check(ret).map(drop)
+    }
+
+    /// Reap init and return how the workload ended.
+    pub fn wait(self) -> Exit {
+        let init_status = reap(self.pid);
+        let mut buf = [0u8; 4];
+        // SAFETY: reading at most four bytes into `buf`.
+        let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            Exit::from_wait_status(i32::from_ne_bytes(buf))
+        } else {
+            // init itself died (killed from outside): report that.
+            Exit::from_wait_status(init_status)
+        }
+    }
+
+    fn kill_and_reap(&self) {
+        let _ = self.signal(libc::SIGKILL);
+        reap(self.pid);
+    }
+}
+
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid
+            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        {
+            return status;
+        }
+    }
+}
+
+/// Why a user namespace could not be made, as far as the host tells.
+fn userns_hint() -> &'static str {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1); an administrator must allow them or add an AppArmor profile for hutch"
+    } else if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        "unprivileged user namespaces are disabled; an administrator must set kernel.unprivileged_userns_clone=1"
+    } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        "user namespaces are disabled or exhausted (user.max_user_namespaces=0); an administrator must raise it"
+    } else {
+        "unprivileged user namespaces are unavailable or exhausted here; check user.max_user_namespaces and any LSM or seccomp policy around hutch"
+    }
+}

@@ -1,0 +1,250 @@
+//! Thin, checked wrappers over the raw Linux calls the engine needs.
+//!
+//! Every function returns `io::Result` so callers can attach the step and the
+//! path to the error. Only syscalls that `libc` lacks a wrapper for (or whose
+//! constants it does not export on every version) are spelled out here; the
+//! rest of the engine stays free of `unsafe`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Turn a `-1` return into the thread's errno.
+pub fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+// Constants of the new mount API and openat2, spelled out because libc does
+// not export them on every version we build with.
+pub const OPEN_TREE_CLONE: libc::c_uint = 1;
+pub const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+pub const AT_RECURSIVE: libc::c_uint = 0x8000;
+pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `open_tree(2)`: a detached copy of the mount tree at `path` (recursive).
+pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the
+    // kernel returns a new fd that we take ownership of.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+        )
+    })?;
+    // SAFETY: the kernel just handed us this descriptor and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `mount_setattr(2)` on a detached tree or a mount point fd, recursively.
+pub fn mount_setattr(fd: RawFd, set: u64, clear: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `attr` is a properly laid out `struct mount_attr` living on the
+    // stack for the duration of the call, and its size is passed alongside.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// `move_mount(2)` of a detached tree onto the directory `to` refers to.
+pub fn move_mount_to_fd(from: RawFd, to: RawFd) -> io::Result<()> {
+    let empty = c"";
+    // SAFETY: both descriptors are open for the call's duration and the empty
+    // paths are valid C strings.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            empty.as_ptr(),
+            to,
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// `openat2(2)` with `RESOLVE_IN_ROOT`: `path` is resolved as if `root` were
+/// `/`, so neither `..` nor an absolute symlink planted by an image can lead
+/// outside of it.
+pub fn open_in_root(root: RawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `how` is a valid `struct open_how` with its size given, and `c`
+    // outlives the call.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Plain `mount(2)`.
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = source.map(|s| CString::new(s).unwrap_or_default());
+    let tgt = cstr(target)?;
+    let fs = fstype.map(|s| CString::new(s).unwrap_or_default());
+    let dat = data.map(|s| CString::new(s).unwrap_or_default());
+    let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either NULL or a NUL-terminated string that
+    // lives until the call returns.
+    let ret = unsafe {
+        libc::mount(
+            p(&src),
+            tgt.as_ptr(),
+            p(&fs),
+            flags,
+            p(&dat) as *const libc::c_void,
+        )
+    };
+    check(ret as libc::c_long).map(|_| ())
+}
+
+/// A path naming an open descriptor, usable as a mount target.
+pub fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+pub fn umount_detach(target: &Path) -> io::Result<()> {
+    let c = cstr(target)?;
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    check(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } as libc::c_long).map(|_| ())
+}
+
+pub fn pivot_root_here() -> io::Result<()> {
+    let dot = c".";
+    // SAFETY: pivot_root with "." twice stacks the old root under the new one
+    // (as runc does); both arguments are valid C strings.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only; the options we use do not
+    // take pointers.
+    check(unsafe { libc::prctl(option, arg2, 0, 0, 0) } as libc::c_long).map(|_| ())
+}
+
+/// A pipe whose both ends are close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: both descriptors are fresh and owned by us alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid readable slice of the given length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Read until EOF (or `max` bytes).
+pub fn read_to_end(fd: RawFd, max: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 || out.len() >= max {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on integers; the kernel validates both.
+    check(unsafe { libc::dup2(from, to) } as libc::c_long).map(|_| ())
+}
+
+pub fn errno_name(errno: i32) -> String {
+    // SAFETY: strerror returns a pointer to a static (or thread-local) string
+    // that we copy out immediately.
+    unsafe { CStr::from_ptr(libc::strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,291 @@
+//! The shared test harness: every sandbox test runs hutch as an
+//! unprivileged user, never as root.
+//!
+//! The suite runs as root (as CI does) after `scripts/setup-host.sh` has
+//! made two users: `hutch-sub`, with a subordinate id range, and
+//! `hutch-nosub`, without. Each hutch invocation drops to one of them.
+//! Fixtures (the busybox rootfs, the release binary) are built once and
+//! placed where those users can read them.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Where fixtures shared by all tests live (readable by the test users).
+pub const FIXTURES: &str = "/tmp/hutch-test";
+
+/// How long one hutch invocation may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    /// Has a subordinate id range and the newuidmap helpers.
+    Sub,
+    /// Has no subordinate range: one uid only.
+    NoSub,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl User {
+    pub fn account(self) -> &'static Account {
+        static SUB: OnceLock<Account> = OnceLock::new();
+        static NOSUB: OnceLock<Account> = OnceLock::new();
+        let (cell, name) = match self {
+            User::Sub => (&SUB, "hutch-sub"),
+            User::NoSub => (&NOSUB, "hutch-nosub"),
+        };
+        cell.get_or_init(|| lookup(name))
+    }
+
+    pub fn uid(self) -> u32 {
+        self.account().uid
+    }
+}
+
+fn lookup(name: &'static str) -> Account {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let f: Vec<&str> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .unwrap_or_else(|| {
+            panic!("test user {name} is missing: run scripts/setup-host.sh as root first")
+        });
+    Account {
+        name,
+        uid: f[2].parse().unwrap(),
+        gid: f[3].parse().unwrap(),
+        home: PathBuf::from(f[5]),
+    }
+}
+
+fn assert_root() {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(
+        uid, 0,
+        "run the test suite as root (as CI does): the harness drops every sandbox to the unprivileged users hutch-sub and hutch-nosub"
+    );
+}
+
+/// The release binary, copied once where the test users can execute it.
+pub fn hutch_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        assert_root();
+        let dir = fixtures_dir().join("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let dst = dir.join("hutch");
+        let tmp = dir.join(format!("hutch.{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_hutch"), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
+        dst
+    })
+}
+
+pub fn fixtures_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = PathBuf::from(FIXTURES);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        d
+    })
+}
+
+pub fn project_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The busybox root filesystem owned by `user` (root inside its sandboxes).
+pub fn rootfs(user: User) -> &'static Path {
+    static SUB: OnceLock<PathBuf> = OnceLock::new();
+    static NOSUB: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match user {
+        User::Sub => &SUB,
+        User::NoSub => &NOSUB,
+    };
+    cell.get_or_init(|| {
+        assert_root();
+        let acct = user.account();
+        let dir = fixtures_dir().join(format!("rootfs-{}", acct.name));
+        let status = Command::new(project_dir().join("scripts/build-rootfs.sh"))
+            .arg(&dir)
+            .arg(acct.name)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-rootfs.sh");
+        assert!(status.success(), "scripts/build-rootfs.sh failed");
+        dir
+    })
+}
+
+/// A fresh, empty directory owned by `user`, for volumes and outputs.
+pub fn scratch(user: User, name: &str) -> PathBuf {
+    let acct = user.account();
+    let dir = fixtures_dir()
+        .join("scratch")
+        .join(format!("{name}-{}", acct.name));
+    if dir.exists() {
+        // Files a sandbox left may belong to subordinate ids: root clears them.
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let parent = dir.parent().unwrap();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&dir, acct.uid, acct.gid);
+    dir
+}
+
+pub fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+/// The result of one hutch invocation.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Assert success and return stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "hutch failed: {self:#?}");
+        &self.stdout
+    }
+
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {self:#?}"
+        );
+        self
+    }
+}
+
+/// A hutch command to run as an unprivileged test user.
+pub struct Hutch {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    user: User,
+}
+
+pub fn hutch(user: User) -> Hutch {
+    let mut cmd = as_user(user, hutch_bin());
+    cmd.stdin(Stdio::null());
+    Hutch {
+        cmd,
+        stdin: None,
+        user,
+    }
+}
+
+/// Any program, run as `user` with a clean login-like environment.
+pub fn as_user(user: User, program: impl AsRef<OsStr>) -> Command {
+    assert_root();
+    let acct = user.account();
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("HOME", &acct.home)
+        .env("USER", acct.name)
+        .env("LOGNAME", acct.name)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .current_dir(fixtures_dir())
+        .uid(acct.uid)
+        .gid(acct.gid);
+    cmd
+}
+
+impl Hutch {
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self.cmd.stdin(Stdio::piped());
+        self
+    }
+
+    /// `run --rm --rootfs <busybox rootfs> ARGS...`
+    pub fn run_rootfs<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let root = rootfs(self.user).to_path_buf();
+        self.args(["run", "--rm", "--rootfs"])
+            .arg_path(&root)
+            .args(args)
+    }
+
+    pub fn arg_path(mut self, p: &Path) -> Self {
+        self.cmd.arg(p);
+        self
+    }
+
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Run to completion (or fail the test after [`TIMEOUT`]).
+    pub fn run(mut self) -> Out {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn hutch");
+        if let Some(data) = self.stdin.take() {
+            let mut sin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = sin.write_all(&data);
+            });
+        }
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = match rx.recv_timeout(TIMEOUT) {
+            Ok(r) => r.expect("wait for hutch"),
+            Err(_) => {
+                // SAFETY: killing the child we spawned.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("hutch did not finish within {TIMEOUT:?}");
+            }
+        };
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! hutch's integration tests: one binary, one shared harness. Every test
+//! runs hutch as an unprivileged user (see harness.rs).
+
+mod harness;
+
+mod engine;
