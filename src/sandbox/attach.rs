@@ -5,6 +5,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::console;
 use super::error::SandboxError;
 use super::init;
 use super::spawn::{self, Exit, Running, Stdio};
@@ -14,12 +15,7 @@ use super::sys;
 /// Run `spec` attached to this process's stdio and wait for it.
 pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
     let proc = &spec.process;
-    let pty = if proc.terminal {
-        Some(Pty::open()?)
-    } else {
-        None
-    };
-    let devnull = if proc.stdin || pty.is_some() {
+    let devnull = if proc.stdin || proc.terminal {
         None
     } else {
         Some(
@@ -27,37 +23,27 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
                 .map_err(|e| SandboxError::io("cannot open", "/dev/null", e))?,
         )
     };
-    let stdio = match (&pty, &devnull) {
-        (Some(p), _) => Stdio {
-            stdin: p.slave.as_raw_fd(),
-            stdout: p.slave.as_raw_fd(),
-            stderr: p.slave.as_raw_fd(),
-        },
-        (None, Some(null)) => Stdio {
-            stdin: null.as_raw_fd(),
-            stdout: 1,
-            stderr: 2,
-        },
-        (None, None) => Stdio {
-            stdin: 0,
-            stdout: 1,
-            stderr: 2,
-        },
+    // With -t the child only reads the user's window size from these; the
+    // workload's stdio is a pty opened inside the sandbox.
+    let stdio = Stdio {
+        stdin: devnull.as_ref().map_or(0, |n| n.as_raw_fd()),
+        stdout: 1,
+        stderr: 2,
     };
 
     let signals = SignalFd::new()?;
     let started = spawn::start(spec, stdio);
     drop(devnull);
-    let running = match started {
+    let mut running = match started {
         Ok(r) => r,
         Err(e) => {
             signals.restore();
             return Err(e);
         }
     };
-    let exit = match pty {
-        Some(mut pty) => {
-            drop(std::mem::replace(&mut pty.slave, dup_null()?));
+    let exit = match running.console.take() {
+        Some(master) => {
+            let pty = Pty { master };
             let raw = RawTerminal::enter();
             pty.copy_size_from_terminal();
             let exit = relay(running, &signals, Some(&pty), proc.stdin);
@@ -68,12 +54,6 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
     };
     signals.restore();
     Ok(exit)
-}
-
-fn dup_null() -> Result<OwnedFd, SandboxError> {
-    std::fs::File::open("/dev/null")
-        .map(OwnedFd::from)
-        .map_err(|e| SandboxError::io("cannot open", "/dev/null", e))
 }
 
 /// Wait for the sandbox while forwarding signals and, with a terminal,
@@ -197,50 +177,12 @@ impl SignalFd {
 
 struct Pty {
     master: OwnedFd,
-    slave: OwnedFd,
 }
 
 impl Pty {
-    fn open() -> Result<Pty, SandboxError> {
-        let (mut m, mut s) = (-1, -1);
-        // SAFETY: openpty writes two descriptors; the name, termios and
-        // winsize pointers may be NULL.
-        let ret = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        if ret < 0 {
-            return Err(SandboxError::io(
-                "cannot open",
-                "a pseudo-terminal",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fresh descriptors from openpty, owned by us alone.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-        // SAFETY: fcntl on our own descriptors.
-        unsafe {
-            libc::fcntl(m, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(s, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        Ok(Pty { master, slave })
-    }
-
     fn copy_size_from_terminal(&self) {
-        // SAFETY: winsize is plain data; the ioctls read and write it.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0
-                || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0
-            {
-                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            }
-        }
+        let _ = console::copy_window_size(0, self.master.as_raw_fd())
+            || console::copy_window_size(1, self.master.as_raw_fd());
     }
 }
 

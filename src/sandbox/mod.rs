@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod caps;
 pub mod child;
+pub mod console;
 pub mod error;
 pub mod idmap;
 pub mod init;

@@ -331,12 +331,26 @@ fn ensure_dir(root: &OwnedFd, path: &Path) -> R<()> {
 /// A recursive bind of host `source` onto the open directory `target`,
 /// never allowing setuid or device nodes through it.
 fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
-    let tree = sys::open_tree_clone(source)?;
     let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
     if readonly {
         set |= sys::MOUNT_ATTR_RDONLY;
     }
-    sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
+    bind_with(source, target, set)
+}
+
+/// A bind of one host device node: `nodev` would make it unusable (EACCES
+/// on open), so only setuid and exec are refused.
+fn bind_device(source: &Path, target: &OwnedFd) -> io::Result<()> {
+    bind_with(
+        source,
+        target,
+        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+    )
+}
+
+fn bind_with(source: &Path, target: &OwnedFd, attrs: u64) -> io::Result<()> {
+    let tree = sys::open_tree_clone(source)?;
+    sys::mount_setattr(tree.as_raw_fd(), attrs, 0)?;
     sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
 }
 
@@ -425,7 +439,7 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
             continue;
         }
         let node = ensure_target(&devfd, Path::new(name), false)?;
-        bind(&host, &node, false)
+        bind_device(&host, &node)
             .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
     }
     let pts = ensure_target(&devfd, Path::new("pts"), true)?;
