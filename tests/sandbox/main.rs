@@ -4,3 +4,7 @@
 mod harness;
 
 mod engine;
+mod errors;
+mod host;
+mod leaks;
+mod process;
