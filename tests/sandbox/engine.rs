@@ -144,7 +144,13 @@ fn a_file_written_to_a_volume_belongs_to_the_invoking_user() {
     for user in [User::Sub, User::NoSub] {
         let vol = scratch(user, "volume-owner");
         hutch(user)
-            .args(["run", "--rm", "-v", &format!("{}:/out", vol.display()), "--rootfs"])
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{}:/out", vol.display()),
+                "--rootfs",
+            ])
             .arg_path(rootfs(user))
             .args(["sh", "-c", "echo hi > /out/file"])
             .run()
@@ -158,7 +164,11 @@ fn a_file_written_to_a_volume_belongs_to_the_invoking_user() {
 #[test]
 fn only_the_sandboxs_processes_are_visible() {
     let out = hutch(User::Sub)
-        .run_rootfs(["sh", "-c", "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '"])
+        .run_rootfs([
+            "sh",
+            "-c",
+            "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '",
+        ])
         .run();
     // pid 1 is hutch's init, then sh and the pipeline's own processes:
     // nothing of the host (whose pids run into the thousands).
@@ -202,7 +212,10 @@ fn loopback_is_the_only_interface_and_it_is_up() {
         .take_while(|n| !n.chars().next().unwrap_or('0').is_ascii_digit())
         .collect();
     assert_eq!(ifaces, vec!["lo"], "{text}");
-    let links = text.lines().filter(|l| l.starts_with(char::is_numeric)).count();
+    let links = text
+        .lines()
+        .filter(|l| l.starts_with(char::is_numeric))
+        .count();
     assert_eq!(links, 1, "{text}");
     assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "{text}");
 }
@@ -274,7 +287,11 @@ fn read_only_root_refuses_writes() {
     let out = hutch(User::Sub)
         .args(["run", "--rm", "--read-only", "--rootfs"])
         .arg_path(rootfs(User::Sub))
-        .args(["sh", "-c", "touch /x || echo refused; echo y > /tmp/y || echo refused"])
+        .args([
+            "sh",
+            "-c",
+            "touch /x || echo refused; echo y > /tmp/y || echo refused",
+        ])
         .run();
     let text = out.ok();
     assert_eq!(text, "refused\nrefused\n", "{out:?}");
@@ -284,7 +301,14 @@ fn read_only_root_refuses_writes() {
 #[test]
 fn tmpfs_is_writable_and_its_size_is_enforced() {
     let out = hutch(User::Sub)
-        .args(["run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m", "--rootfs"])
+        .args([
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "--rootfs",
+        ])
         .arg_path(rootfs(User::Sub))
         .args([
             "sh",
@@ -299,7 +323,10 @@ fn tmpfs_is_writable_and_its_size_is_enforced() {
     assert_eq!(&lines[..2], ["ok", "full"], "{text}");
     let kib: u64 = lines[2].parse().unwrap();
     assert!(kib <= 1024, "{text}");
-    assert!(lines[3].contains("tmpfs") && lines[3].contains("size=1024k"), "{text}");
+    assert!(
+        lines[3].contains("tmpfs") && lines[3].contains("size=1024k"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -316,7 +343,10 @@ fn a_read_only_volume_refuses_writes() {
         ])
         .run();
     assert_eq!(out.ok(), "original\nrefused\nrefused\n");
-    assert_eq!(std::fs::read_to_string(vol.join("kept")).unwrap(), "original");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("kept")).unwrap(),
+        "original"
+    );
     assert!(!vol.join("new").exists());
 }
 
@@ -339,7 +369,7 @@ fn a_setuid_root_binary_gains_nothing() {
         .args([
             "sh",
             "-c",
-            "stat -c '%u %A' /bin/suid-probe; /bin/suid-probe; /bin/suid-busybox id -u 2>/dev/null; cd /bin && ln -s suid-busybox /tmp/id 2>/dev/null; /tmp/id -u",
+            "stat -c '%u %A' /bin/suid-probe; /bin/suid-probe; /bin/suid-busybox id -u 2>/dev/null; ln -s /bin/suid-busybox /tmp/id && /tmp/id -u",
         ])
         .run();
     let text = out.ok();

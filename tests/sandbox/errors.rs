@@ -22,7 +22,13 @@ fn a_missing_rootfs_is_named() {
 
 #[test]
 fn a_bad_volume_spec_is_named() {
-    for spec in ["/tmp", "relative:/x", "/tmp:relative", "/tmp:/x:bogus", "/does-not-exist:/x"] {
+    for spec in [
+        "/tmp",
+        "relative:/x",
+        "/tmp:relative",
+        "/tmp:/x:bogus",
+        "/does-not-exist:/x",
+    ] {
         let out = hutch(User::Sub)
             .args(["run", "--rm", "-v", spec, "--rootfs"])
             .arg_path(rootfs(User::Sub))
@@ -68,7 +74,10 @@ fn a_host_without_user_namespaces_is_explained() {
         hutch_bin().display(),
         rootfs(User::Sub).display()
     );
+    // Inside, hutch runs as uid 0: give it a runtime dir of its own.
+    let runtime = crate::harness::scratch(User::Sub, "no-userns-runtime");
     let out = as_user(User::Sub, "unshare")
+        .env("XDG_RUNTIME_DIR", &runtime)
         .args(["-Ur", "sh", "-c", &inner])
         .output()
         .unwrap();
@@ -85,7 +94,17 @@ fn a_host_without_user_namespaces_is_explained() {
 fn info_reports_the_host_in_text_and_json() {
     let text = hutch(User::Sub).args(["info"]).run();
     let text = text.ok();
-    for needle in ["kernel:", "user namespaces:", "subuid range:", "landlock ABI:", "seccomp:", "cgroup:", "fuse-overlayfs:", "slirp4netns:", "pasta:"] {
+    for needle in [
+        "kernel:",
+        "user namespaces:",
+        "subuid range:",
+        "landlock ABI:",
+        "seccomp:",
+        "cgroup:",
+        "fuse-overlayfs:",
+        "slirp4netns:",
+        "pasta:",
+    ] {
         assert!(text.contains(needle), "{needle} missing: {text}");
     }
     let out = hutch(User::Sub).args(["info", "--format", "json"]).run();
@@ -100,12 +119,21 @@ fn info_reports_the_host_in_text_and_json() {
     assert_eq!(v["overlay"]["will_use"], "kernel");
     assert!(v["landlock_abi"].as_u64().unwrap() >= 1);
     assert_eq!(v["seccomp"], true);
-    for key in ["apparmor_restricts_userns", "cgroup", "network_helpers", "data_dir", "runtime_dir"] {
+    for key in [
+        "apparmor_restricts_userns",
+        "cgroup",
+        "network_helpers",
+        "data_dir",
+        "runtime_dir",
+    ] {
         assert!(v.get(key).is_some(), "{key} missing: {v}");
     }
     // Without a subuid range, info says auto maps one uid.
     let out = hutch(User::NoSub).args(["info", "--format", "json"]).run();
     let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
     assert!(v["id_mapping"]["host"]["subuid"].is_null(), "{v}");
-    assert_eq!(v["id_mapping"]["auto"]["uid_map"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["id_mapping"]["auto"]["uid_map"].as_array().unwrap().len(),
+        1
+    );
 }

@@ -58,7 +58,11 @@ fn host_root_hides_homes_root_and_host_tmp() {
 
 #[test]
 fn host_root_system_dirs_are_read_only_and_tmp_is_private() {
-    let before: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
+    let before: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     let out = hutch(User::Sub)
         .args([
             "run",
@@ -73,20 +77,42 @@ fn host_root_system_dirs_are_read_only_and_tmp_is_private() {
     assert_eq!(out.ok(), "usr-ro\netc-ro\nt\n0\n");
     assert!(!std::path::Path::new("/tmp/hutch-host-private").exists());
     assert!(!std::path::Path::new("/usr/x").exists());
-    let after: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(after.iter().all(|f| before.contains(f) || !f.to_string_lossy().contains("hutch-host")));
+    let after: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(after
+        .iter()
+        .all(|f| before.contains(f) || !f.to_string_lossy().contains("hutch-host")));
 }
 
 #[test]
 fn host_root_with_a_volume_and_workdir_runs_a_local_tool() {
     // The desktop use: sandbox a downloaded binary in the current directory.
     let dir = scratch(User::Sub, "host-tool");
-    std::fs::write(dir.join("tool"), "#!/bin/sh\necho tool ran in $(pwd) as $(id -u)\necho out > result\n").unwrap();
+    std::fs::write(
+        dir.join("tool"),
+        "#!/bin/sh\necho tool ran in $(pwd) as $(id -u)\necho out > result\n",
+    )
+    .unwrap();
     std::fs::set_permissions(dir.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
     crate::harness::chown(&dir.join("tool"), User::Sub.uid(), User::Sub.account().gid);
     let out = hutch(User::Sub)
-        .args(["run", "--rm", "-v", &format!("{}:/work", dir.display()), "-w", "/work", "host", "./tool"])
+        .args([
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/work", dir.display()),
+            "-w",
+            "/work",
+            "host",
+            "./tool",
+        ])
         .run();
     assert_eq!(out.ok(), "tool ran in /work as 0\n");
-    assert_eq!(std::fs::read_to_string(dir.join("result")).unwrap(), "out\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("result")).unwrap(),
+        "out\n"
+    );
 }

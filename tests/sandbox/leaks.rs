@@ -58,6 +58,22 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
         ])
         .spawn();
     live.wait_line("ready");
+    // The workload runs; wait until hutch itself is past start-up (its
+    // last setup read sees EOF when the workload execs) and sits in the
+    // relay's poll, then count.
+    let wchan = format!("/proc/{}/wchan", live.pid());
+    let mut settled = false;
+    for _ in 0..100_000 {
+        if std::fs::read_to_string(&wchan)
+            .unwrap_or_default()
+            .contains("poll")
+        {
+            settled = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(settled, "hutch never reached its relay loop");
     let n = std::fs::read_dir(format!("/proc/{}/fd", live.pid()))
         .unwrap()
         .count();
@@ -85,7 +101,11 @@ fn two_hundred_runs_leave_nothing_behind() {
     let dirs_after_first = listing(&runtime);
     for i in 0..RUNS {
         let out = isolated(&data, &runtime)
-            .args(["sh", "-c", &format!(": {MARKER}; ls /proc/self/fd | tr '\\n' ' '")])
+            .args([
+                "sh",
+                "-c",
+                &format!(": {MARKER}; ls /proc/self/fd | tr '\\n' ' '"),
+            ])
             .run();
         // The workload gets stdin, stdout, stderr and nothing else (3 is
         // ls's own handle on the directory).

@@ -28,7 +28,7 @@ fn cannot_invoke_not_found_and_own_errors_each_say_so() {
     let dir = hutch(User::Sub).run_rootfs(["/etc"]).run();
     dir.fails_with(126, "/etc");
     let noexec = hutch(User::Sub).run_rootfs(["/etc/passwd"]).run();
-    noexec.fails_with(126, "permission denied");
+    noexec.fails_with(126, "Permission denied");
     let own = hutch(User::Sub)
         .args(["run", "--rm", "-w", "/etc/passwd", "--rootfs"])
         .arg_path(rootfs(User::Sub))
@@ -94,7 +94,10 @@ fn killing_hutch_kills_the_whole_sandbox() {
     let pids = descendants(live.pid());
     // init, sh, two sleeps (the subshell that forked the daemon is gone).
     assert!(pids.len() >= 4, "{pids:?}");
-    let fds: Vec<_> = pids.iter().filter_map(|&p| pidfd(p).map(|fd| (p, fd))).collect();
+    let fds: Vec<_> = pids
+        .iter()
+        .filter_map(|&p| pidfd(p).map(|fd| (p, fd)))
+        .collect();
     assert_eq!(fds.len(), pids.len());
     live.signal(libc::SIGKILL);
     let out = live.finish();
@@ -183,7 +186,10 @@ fn dash_t_gives_a_pty_with_the_window_size_and_restores_the_terminal() {
          echo status=$?; stty -g > {d}/after"
     );
     let shown = under_pty(&inner, "");
-    assert!(shown.contains("/dev/pts/0\n31 101\ntty-stdio\n"), "{shown:?}");
+    assert!(
+        shown.contains("/dev/pts/0\n31 101\ntty-stdio\n"),
+        "{shown:?}"
+    );
     assert!(shown.contains("status=0"), "{shown:?}");
     let before = std::fs::read_to_string(dir.join("before")).unwrap();
     let after = std::fs::read_to_string(dir.join("after")).unwrap();
