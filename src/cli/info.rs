@@ -27,6 +27,8 @@ pub struct Info {
     pub landlock_abi: Option<u32>,
     pub seccomp: bool,
     pub cgroup: CgroupInfo,
+    /// limit -> the mechanism that would enforce it for this user.
+    pub limits: std::collections::BTreeMap<String, String>,
     pub network_helpers: NetInfo,
     pub data_dir: Option<String>,
     pub runtime_dir: Option<String>,
@@ -120,6 +122,7 @@ pub fn gather() -> Info {
         // SAFETY: PR_GET_SECCOMP takes no pointers.
         seccomp: unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0,
         cgroup: cgroup_info(),
+        limits: crate::sandbox::limits::mechanisms(),
         network_helpers: NetInfo {
             slirp4netns: which("slirp4netns"),
             pasta: which("pasta"),

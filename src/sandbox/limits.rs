@@ -297,6 +297,31 @@ impl Enforcement {
     }
 }
 
+/// What would enforce each kind of limit for this user on this host, for
+/// `hutch info`.
+pub fn mechanisms() -> BTreeMap<String, String> {
+    let d = Delegation::find();
+    let has = |ctrl: &str| match &d {
+        Some(Delegation::V2 { .. }) => Some("cgroup-v2"),
+        Some(Delegation::V1 { parents }) if parents.contains_key(ctrl) => Some("cgroup-v1"),
+        _ => None,
+    };
+    let mut m = BTreeMap::new();
+    m.insert("memory".into(), has("memory").unwrap_or("rlimit+watchdog").to_string());
+    m.insert("pids".into(), has("pids").unwrap_or("rlimit").to_string());
+    m.insert(
+        "cpus".into(),
+        has("cpu").unwrap_or("unavailable (needs a delegated cgroup)").to_string(),
+    );
+    m.insert("time".into(), "rlimit+watchdog".into());
+    m.insert("wall-time".into(), "supervisor".into());
+    m.insert("output".into(), "supervisor".into());
+    if let Some(d) = &d {
+        m.insert("delegated-cgroup".into(), d.describe());
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

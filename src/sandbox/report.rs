@@ -130,11 +130,13 @@ impl Report {
 }
 
 /// Without a memory cgroup, a failed allocation under RLIMIT_AS shows only
-/// as the program failing: count it as the memory limit when the program
-/// failed with its peak near the limit.
+/// as the program failing. Count it as the memory limit when the program
+/// failed after using at least half of the limit: an allocation that fails
+/// usually asked for as much again as what was already resident (a
+/// doubling buffer), so the resident peak can be well below the limit.
 fn memory_exhausted(o: &Outcome, e: &Enforcement) -> bool {
     match (e.limits.memory, e.watch_memory) {
-        (Some(limit), Some(_)) => o.max_rss_kib * 1024 >= limit / 10 * 9,
+        (Some(limit), Some(_)) => o.max_rss_kib * 1024 >= limit / 2,
         _ => false,
     }
 }
