@@ -289,7 +289,6 @@ fn kernel_overlay_probe() -> Result<(), String> {
         .map_err(|e| format!("uid_map: {e}"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
         .map_err(|e| format!("gid_map: {e}"))?;
-    let scratch = paths::scratch_dir().map_err(|e| e.to_string())?;
     sys::mount(
         None,
         Path::new("/"),
