@@ -284,13 +284,14 @@ fn probe_in_child(f: fn() -> Result<(), String>) -> Probe {
 fn kernel_overlay_probe() -> Result<(), String> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // Before unshare: inside, we are uid 0 and would look for root's dir.
+    let scratch = paths::scratch_dir().map_err(|e| e.to_string())?;
     unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
         .map_err(|e| format!("uid_map: {e}"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
         .map_err(|e| format!("gid_map: {e}"))?;
-    let scratch = paths::scratch_dir().map_err(|e| e.to_string())?;
     sys::mount(
         None,
         Path::new("/"),
