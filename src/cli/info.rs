@@ -206,6 +206,10 @@ fn print_text(i: &Info) {
         "  writable delegation:   {}",
         yes(i.cgroup.writable_delegated_subtree)
     );
+    println!("limits enforced by:");
+    for (limit, by) in &i.limits {
+        println!("  {:<22} {by}", format!("{limit}:"));
+    }
     println!(
         "slirp4netns:             {}",
         opt(&i.network_helpers.slirp4netns)
@@ -345,6 +349,8 @@ fn cgroup_info() -> CgroupInfo {
     CgroupInfo {
         version,
         own_cgroup: own,
-        writable_delegated_subtree: writable,
+        // A v1 subtree chowned to the user counts as much as a v2 one.
+        writable_delegated_subtree: writable
+            || crate::sandbox::cgroup::Delegation::find().is_some(),
     }
 }

@@ -92,17 +92,20 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     pub fn limits(&self) -> Result<Limits, JudgeArgsError> {
-        let size = |flag: &'static str, v: &Option<String>| -> Result<Option<u64>, JudgeArgsError> {
-            v.as_ref()
-                .map(|s| {
-                    parse_size(s).filter(|n| *n > 0).ok_or(JudgeArgsError::Value {
-                        flag,
-                        value: s.clone(),
-                        reason: "expected a size such as 64m",
+        let size =
+            |flag: &'static str, v: &Option<String>| -> Result<Option<u64>, JudgeArgsError> {
+                v.as_ref()
+                    .map(|s| {
+                        parse_size(s)
+                            .filter(|n| *n > 0)
+                            .ok_or(JudgeArgsError::Value {
+                                flag,
+                                value: s.clone(),
+                                reason: "expected a size such as 64m",
+                            })
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         let secs = |flag: &'static str, v: Option<f64>| -> Result<Option<u64>, JudgeArgsError> {
             v.map(|s| {
                 if s.is_finite() && s > 0.0 {
@@ -163,11 +166,13 @@ impl LimitArgs {
                     } else {
                         o.read(true);
                     }
-                    o.open(path).map(OwnedFd::from).map_err(|source| JudgeArgsError::Open {
-                        flag,
-                        path: path.clone(),
-                        source,
-                    })
+                    o.open(path)
+                        .map(OwnedFd::from)
+                        .map_err(|source| JudgeArgsError::Open {
+                            flag,
+                            path: path.clone(),
+                            source,
+                        })
                 })
                 .transpose()
         };

@@ -8,10 +8,10 @@ use crate::cli::limits::{JudgeArgsError, LimitArgs};
 use crate::cli::security::SecurityArgs;
 use crate::paths;
 use crate::sandbox::attach;
-use crate::sandbox::limits::Enforcement;
-use crate::sandbox::report::Report;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
+use crate::sandbox::limits::Enforcement;
 use crate::sandbox::passwd::{self, RootFiles};
+use crate::sandbox::report::Report;
 use crate::sandbox::spec::{
     Mount, OverlayDriver, Process, RootSource, Spec, UpperDir, DEFAULT_PATH,
 };
@@ -142,10 +142,12 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let judged = args.limits.wants_report();
-    let started = build_spec(&args).map_err(anyhow::Error::from).and_then(|spec| {
-        let io = args.limits.open_io()?;
-        Ok((attach::run_with(&spec, io), spec))
-    });
+    let started = build_spec(&args)
+        .map_err(anyhow::Error::from)
+        .and_then(|spec| {
+            let io = args.limits.open_io()?;
+            Ok((attach::run_with(&spec, io), spec))
+        });
     match started {
         Ok((Ok(outcome), spec)) => {
             if judged {

@@ -36,7 +36,11 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
 pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
     let limited_output = spec.limits.limits.output.is_some();
-    let pty = if proc.terminal { Some(Pty::open()?) } else { None };
+    let pty = if proc.terminal {
+        Some(Pty::open()?)
+    } else {
+        None
+    };
     let devnull = if proc.stdin || pty.is_some() || io.stdin.is_some() {
         None
     } else {
@@ -54,7 +58,10 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     };
     let stdio = match (&pty, &pipes) {
         (Some(p), _) => Stdio {
-            stdin: io.stdin.as_ref().map_or(p.slave.as_raw_fd(), |f| f.as_raw_fd()),
+            stdin: io
+                .stdin
+                .as_ref()
+                .map_or(p.slave.as_raw_fd(), |f| f.as_raw_fd()),
             stdout: p.slave.as_raw_fd(),
             stderr: p.slave.as_raw_fd(),
         },
@@ -95,6 +102,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         output_bytes: 0,
         breach: None,
         peak_watched_rss_kib: 0,
+        last_watched_cpu: Duration::ZERO,
     };
     let raw;
     if let Some(mut pty) = pty {
@@ -130,7 +138,11 @@ struct Source {
 
 impl Source {
     fn new(from: OwnedFd, to: RawFd) -> Source {
-        Source { from, to, open: true }
+        Source {
+            from,
+            to,
+            open: true,
+        }
     }
 }
 
@@ -145,6 +157,9 @@ struct Relay<'a> {
     output_bytes: u64,
     breach: Option<Breach>,
     peak_watched_rss_kib: u64,
+    /// The watchdog's last reading of the tree's CPU time: processes killed
+    /// together with init are not always in init's rusage.
+    last_watched_cpu: Duration,
 }
 
 impl Relay<'_> {
@@ -216,7 +231,7 @@ impl Relay<'_> {
         let cpu = cgroup
             .and_then(|c| c.cpu_ns)
             .map(Duration::from_nanos)
-            .unwrap_or(rusage_cpu);
+            .unwrap_or(rusage_cpu.max(self.last_watched_cpu));
         let max_rss_kib = cgroup
             .and_then(|c| c.peak_memory)
             .map(|b| b / 1024)
@@ -280,7 +295,11 @@ impl Relay<'_> {
             let s = watchdog::sample(running.pid);
             self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
             let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
-            if limits.watch_cpu_ms.is_some_and(|ms| cpu.as_millis() as u64 > ms) {
+            self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);
+            if limits
+                .watch_cpu_ms
+                .is_some_and(|ms| cpu.as_millis() as u64 > ms)
+            {
                 self.breach = Some(Breach::CpuTime);
             } else if limits.watch_memory.is_some_and(|m| s.rss_kib * 1024 > m) {
                 self.breach = Some(Breach::Memory);

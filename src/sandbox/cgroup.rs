@@ -27,9 +27,13 @@ const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct"];
 /// A subtree this user may create cgroups in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Delegation {
-    V2 { parent: PathBuf },
+    V2 {
+        parent: PathBuf,
+    },
     /// controller -> parent directory.
-    V1 { parents: BTreeMap<String, PathBuf> },
+    V1 {
+        parents: BTreeMap<String, PathBuf>,
+    },
 }
 
 impl Delegation {
@@ -43,7 +47,8 @@ impl Delegation {
             let rel = env.or_else(|| own.get("").cloned())?;
             let parent = Path::new(ROOT).join(rel.trim_start_matches('/'));
             let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).ok()?;
-            return (writable(&parent) && enabled.contains("memory")).then_some(Delegation::V2 { parent });
+            return (writable(&parent) && enabled.contains("memory"))
+                .then_some(Delegation::V2 { parent });
         }
         let name = login_name();
         let mut parents = BTreeMap::new();
@@ -114,14 +119,21 @@ impl Cgroup {
                     write(&dir.join("memory.max"), &m.to_string())?;
                 }
                 if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
-                    let swap = if s < 0 { "max".to_string() } else { (s as u64).saturating_sub(m).to_string() };
+                    let swap = if s < 0 {
+                        "max".to_string()
+                    } else {
+                        (s as u64).saturating_sub(m).to_string()
+                    };
                     write(&dir.join("memory.swap.max"), &swap)?;
                 }
                 if let Some(p) = limits.pids {
                     write(&dir.join("pids.max"), &p.to_string())?;
                 }
                 if let Some(c) = limits.cpus {
-                    write(&dir.join("cpu.max"), &format!("{} 100000", (c * 100_000.0) as u64))?;
+                    write(
+                        &dir.join("cpu.max"),
+                        &format!("{} 100000", (c * 100_000.0) as u64),
+                    )?;
                 }
             }
             Delegation::V1 { parents } => {
@@ -146,7 +158,10 @@ impl Cgroup {
                 }
                 if let (Some(dir), Some(c)) = (cg.dirs.get("cpu"), limits.cpus) {
                     write(&dir.join("cpu.cfs_period_us"), "100000")?;
-                    write(&dir.join("cpu.cfs_quota_us"), &((c * 100_000.0) as u64).to_string())?;
+                    write(
+                        &dir.join("cpu.cfs_quota_us"),
+                        &((c * 100_000.0) as u64).to_string(),
+                    )?;
                 }
             }
         }
@@ -163,7 +178,10 @@ impl Cgroup {
             return match what {
                 "memory.swap" => dir.join("memory.swap.max").exists(),
                 "cpuacct" => true,
-                c => dir.join(format!("{c}.max")).exists() || (c == "cpu" && dir.join("cpu.max").exists()),
+                c => {
+                    dir.join(format!("{c}.max")).exists()
+                        || (c == "cpu" && dir.join("cpu.max").exists())
+                }
             };
         }
         match what {

@@ -65,22 +65,22 @@ pub struct Ulimit {
 
 /// Docker's --ulimit names.
 const ULIMITS: &[(&str, u32)] = &[
-    ("core", libc::RLIMIT_CORE as u32),
-    ("cpu", libc::RLIMIT_CPU as u32),
-    ("data", libc::RLIMIT_DATA as u32),
-    ("fsize", libc::RLIMIT_FSIZE as u32),
-    ("locks", libc::RLIMIT_LOCKS as u32),
-    ("memlock", libc::RLIMIT_MEMLOCK as u32),
-    ("msgqueue", libc::RLIMIT_MSGQUEUE as u32),
-    ("nice", libc::RLIMIT_NICE as u32),
-    ("nofile", libc::RLIMIT_NOFILE as u32),
-    ("nproc", libc::RLIMIT_NPROC as u32),
-    ("rss", libc::RLIMIT_RSS as u32),
-    ("rtprio", libc::RLIMIT_RTPRIO as u32),
-    ("rttime", libc::RLIMIT_RTTIME as u32),
-    ("sigpending", libc::RLIMIT_SIGPENDING as u32),
-    ("stack", libc::RLIMIT_STACK as u32),
-    ("as", libc::RLIMIT_AS as u32),
+    ("core", libc::RLIMIT_CORE),
+    ("cpu", libc::RLIMIT_CPU),
+    ("data", libc::RLIMIT_DATA),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("locks", libc::RLIMIT_LOCKS),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
+    ("nice", libc::RLIMIT_NICE),
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("rss", libc::RLIMIT_RSS),
+    ("rtprio", libc::RLIMIT_RTPRIO),
+    ("rttime", libc::RLIMIT_RTTIME),
+    ("sigpending", libc::RLIMIT_SIGPENDING),
+    ("stack", libc::RLIMIT_STACK),
+    ("as", libc::RLIMIT_AS),
 ];
 
 impl std::str::FromStr for Ulimit {
@@ -91,7 +91,9 @@ impl std::str::FromStr for Ulimit {
             spec: spec.to_string(),
             reason: reason.to_string(),
         };
-        let (name, values) = spec.split_once('=').ok_or_else(|| err("expected NAME=SOFT[:HARD]"))?;
+        let (name, values) = spec
+            .split_once('=')
+            .ok_or_else(|| err("expected NAME=SOFT[:HARD]"))?;
         let resource = ULIMITS
             .iter()
             .find(|(n, _)| *n == name)
@@ -176,7 +178,8 @@ impl Enforcement {
                 soft: u.soft,
                 hard: u.hard,
             });
-            e.enforced_by.insert(format!("ulimit-{}", u.name), "rlimit".into());
+            e.enforced_by
+                .insert(format!("ulimit-{}", u.name), "rlimit".into());
         }
         if limits.is_empty() {
             return Ok(e);
@@ -191,7 +194,12 @@ impl Enforcement {
             (Some(d), true) => Some(Cgroup::create(d, id, limits)?),
             _ => None,
         };
-        let cg = |what: &str| cgroup.as_ref().filter(|c| c.has(what)).map(|c| c.mechanism());
+        let cg = |what: &str| {
+            cgroup
+                .as_ref()
+                .filter(|c| c.has(what))
+                .map(|c| c.mechanism())
+        };
 
         if let Some(mem) = limits.memory {
             match cg("memory") {
@@ -202,12 +210,13 @@ impl Enforcement {
                     // Each process is capped by RLIMIT_AS; the watchdog caps
                     // the sum of their resident memory.
                     e.rlimits.push(Rlimit {
-                        resource: libc::RLIMIT_AS as u32,
+                        resource: libc::RLIMIT_AS,
                         soft: mem,
                         hard: mem,
                     });
                     e.watch_memory = Some(mem);
-                    e.enforced_by.insert("memory".into(), "rlimit+watchdog".into());
+                    e.enforced_by
+                        .insert("memory".into(), "rlimit+watchdog".into());
                 }
             }
         }
@@ -219,7 +228,8 @@ impl Enforcement {
                 // Without a cgroup the memory limits above already bound
                 // RAM plus swap together, which is what --memory-swap asks.
                 None if swap < 0 || Some(swap as u64) >= limits.memory => {
-                    e.enforced_by.insert("memory-swap".into(), "rlimit+watchdog".into());
+                    e.enforced_by
+                        .insert("memory-swap".into(), "rlimit+watchdog".into());
                 }
                 None => e.refuse(
                     "--memory-swap",
@@ -237,7 +247,7 @@ impl Enforcement {
                     // Counted per user in the sandbox's own user namespace,
                     // so the host's other processes of this user do not count.
                     e.rlimits.push(Rlimit {
-                        resource: libc::RLIMIT_NPROC as u32,
+                        resource: libc::RLIMIT_NPROC,
                         soft: pids,
                         hard: pids,
                     });
@@ -262,7 +272,7 @@ impl Enforcement {
             // kernel at once; the watchdog catches many processes together.
             let secs = ms.div_ceil(1000);
             e.rlimits.push(Rlimit {
-                resource: libc::RLIMIT_CPU as u32,
+                resource: libc::RLIMIT_CPU,
                 soft: secs,
                 hard: secs + 1,
             });
@@ -274,7 +284,8 @@ impl Enforcement {
             e.enforced_by.insert("time".into(), by);
         }
         if limits.wall_time_ms.is_some() {
-            e.enforced_by.insert("wall-time".into(), "supervisor".into());
+            e.enforced_by
+                .insert("wall-time".into(), "supervisor".into());
         }
         if limits.output.is_some() {
             e.enforced_by.insert("output".into(), "supervisor".into());
@@ -283,9 +294,15 @@ impl Enforcement {
         Ok(e)
     }
 
-    fn refuse(&mut self, limit: &'static str, why: &str, hint: &'static str) -> Result<(), LimitError> {
+    fn refuse(
+        &mut self,
+        limit: &'static str,
+        why: &str,
+        hint: &'static str,
+    ) -> Result<(), LimitError> {
         if self.limits.best_effort {
-            self.not_enforced.push(limit.trim_start_matches('-').to_string());
+            self.not_enforced
+                .push(limit.trim_start_matches('-').to_string());
             Ok(())
         } else {
             Err(LimitError::Unenforceable {
@@ -307,11 +324,16 @@ pub fn mechanisms() -> BTreeMap<String, String> {
         _ => None,
     };
     let mut m = BTreeMap::new();
-    m.insert("memory".into(), has("memory").unwrap_or("rlimit+watchdog").to_string());
+    m.insert(
+        "memory".into(),
+        has("memory").unwrap_or("rlimit+watchdog").to_string(),
+    );
     m.insert("pids".into(), has("pids").unwrap_or("rlimit").to_string());
     m.insert(
         "cpus".into(),
-        has("cpu").unwrap_or("unavailable (needs a delegated cgroup)").to_string(),
+        has("cpu")
+            .unwrap_or("unavailable (needs a delegated cgroup)")
+            .to_string(),
     );
     m.insert("time".into(), "rlimit+watchdog".into());
     m.insert("wall-time".into(), "supervisor".into());

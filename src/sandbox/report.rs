@@ -75,7 +75,10 @@ impl Report {
             Exit::Signaled(s) => (None, Some(s)),
         };
         let cg = o.cgroup.unwrap_or_default();
-        let cpu_over = e.limits.cpu_time_ms.is_some_and(|ms| o.cpu.as_millis() as u64 >= ms);
+        let cpu_over = e
+            .limits
+            .cpu_time_ms
+            .is_some_and(|ms| o.cpu.as_millis() as u64 >= ms);
         let status = match o.breach {
             Some(Breach::Output) => Status::OutputLimit,
             Some(Breach::WallTime) => Status::WallTimeLimit,
@@ -83,7 +86,9 @@ impl Report {
             Some(Breach::Memory) => Status::MemoryLimit,
             // The kernel's own enforcement: SIGXCPU (or SIGKILL at the hard
             // rlimit) past the CPU limit, the OOM killer in the cgroup.
-            None if signal == Some(libc::SIGXCPU) || (signal == Some(libc::SIGKILL) && cpu_over) => {
+            None if signal == Some(libc::SIGXCPU)
+                || (signal == Some(libc::SIGKILL) && cpu_over) =>
+            {
                 Status::TimeLimit
             }
             None if cg.oom_kills > 0 => Status::MemoryLimit,

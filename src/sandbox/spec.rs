@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use crate::policy::Policy;
-use crate::sandbox::limits::Enforcement;
 use crate::sandbox::idmap::IdMapping;
+use crate::sandbox::limits::Enforcement;
 
 /// Where the root filesystem comes from.
 #[derive(Debug, Clone)]

@@ -38,7 +38,11 @@ pub fn sample(init: i32) -> Sample {
             s.processes += 1;
         }
         if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
-            if let Some(rss) = statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
                 s.rss_kib += rss * page_kib;
             }
         }
@@ -48,7 +52,11 @@ pub fn sample(init: i32) -> Sample {
         for task in tasks.flatten() {
             let path = task.path().join("children");
             if let Ok(children) = std::fs::read_to_string(path) {
-                stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -64,7 +72,12 @@ fn stat_times(pid: i32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is field 3 (state); utime is field 14.
-    let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0).max(0) as u64;
+    let n = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0) as u64
+    };
     Some(n(14) + n(15) + n(16) + n(17))
 }
 
