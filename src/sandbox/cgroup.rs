@@ -137,7 +137,16 @@ impl Cgroup {
                 }
             }
             Delegation::V1 { parents } => {
-                for (ctrl, parent) in parents {
+                // Only the controllers this run needs: each is a directory
+                // to make and remove.
+                let wanted = |c: &str| match c {
+                    "memory" => limits.memory.is_some() || limits.memory_swap.is_some(),
+                    "pids" => limits.pids.is_some(),
+                    "cpu" => limits.cpus.is_some(),
+                    "cpuacct" => limits.cpu_time_ms.is_some(),
+                    _ => false,
+                };
+                for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
                     let dir = parent.join(&name);
                     mkdir(&dir)?;
                     cg.dirs.insert(ctrl.clone(), dir);

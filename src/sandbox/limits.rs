@@ -185,11 +185,12 @@ impl Enforcement {
             return Ok(e);
         }
         let delegation = Delegation::find();
+        // CPU time alone needs no cgroup (rlimits and the watchdog hold it),
+        // and making one costs several milliseconds per run.
         let needs_cgroup = limits.memory.is_some()
             || limits.memory_swap.is_some()
             || limits.pids.is_some()
-            || limits.cpus.is_some()
-            || limits.cpu_time_ms.is_some();
+            || limits.cpus.is_some();
         let cgroup = match (&delegation, needs_cgroup) {
             (Some(d), true) => Some(Cgroup::create(d, id, limits)?),
             _ => None,
