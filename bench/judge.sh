@@ -18,20 +18,18 @@ if [ "$(id -u)" = 0 ]; then
     cargo build --release -q
     install -m 0755 target/release/hutch "$fix/hutch"
     [ -d "$fix/rootfs" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
-    mkdir -p "$fix/p"
-    gcc -static -O2 -o "$fix/p/hello" tests/programs/hello.c
+    gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
     exec runuser -u hutch-sub -- env PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
 fi
 hutch=${HUTCH:-$fix/hutch}
 root=$fix/rootfs
-prog=$fix/p
 
 declare -A cmd
-cmd[hutch]="$hutch run --rm --rootfs $root -v $prog:/p:ro --time-limit 2 -m 256m --pids-limit 64 /p/hello"
-cmd[bwrap]="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev --ro-bind $prog /p /p/hello"
+cmd[hutch]="$hutch run --rm --rootfs $root --time-limit 2 -m 256m --pids-limit 64 /usr/bin/hello"
+cmd[bwrap]="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev /usr/bin/hello"
 if command -v hakoniwa >/dev/null; then
-    cmd[hakoniwa]="hakoniwa run --rootdir $root --bindmount-ro $prog:/p -- /p/hello"
+    cmd[hakoniwa]="hakoniwa run --rootdir $root -- /usr/bin/hello"
 fi
 
 # Check each works before timing it.
