@@ -368,19 +368,10 @@ fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
     bind_with(source, target, set)
 }
 
-/// A bind of one host device node: `nodev` would make it unusable (EACCES
-/// on open), so only setuid and exec are refused.
-fn bind_device(source: &Path, target: &OwnedFd) -> io::Result<()> {
-    bind_with(
-        source,
-        target,
-        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
-    )
-}
-
-fn bind_with(source: &Path, target: &OwnedFd, attrs: u64) -> io::Result<()> {
+/// A recursive bind of `source` onto `target` with the mount attributes `set`.
+fn bind_with(source: &Path, target: &OwnedFd, set: u64) -> io::Result<()> {
     let tree = sys::open_tree_clone(source)?;
-    sys::mount_setattr(tree.as_raw_fd(), attrs, 0)?;
+    sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
     sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
 }
 
@@ -469,8 +460,13 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
             continue;
         }
         let node = ensure_target(&devfd, Path::new(name), false)?;
-        bind_device(&host, &node)
-            .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
+        // The one bind that must let a device node through: no nodev.
+        bind_with(
+            &host,
+            &node,
+            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
     }
     let pts = ensure_target(&devfd, Path::new("pts"), true)?;
     sys::mount(

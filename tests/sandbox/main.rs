@@ -6,5 +6,6 @@ mod harness;
 mod engine;
 mod errors;
 mod host;
+mod judge;
 mod leaks;
 mod process;
