@@ -137,3 +137,14 @@ fn info_reports_the_host_in_text_and_json() {
         1
     );
 }
+
+#[test]
+fn a_usage_error_is_one_line_with_a_pointer_to_help() {
+    let out = hutch(User::Sub)
+        .args(["run", "--no-such-flag", "host", "true"])
+        .run();
+    one_line_125(&out, "'--no-such-flag'");
+    assert!(out.stderr.contains("hutch run --help"), "{out:?}");
+    let out = hutch(User::Sub).args(["run", "--rm", "--userns"]).run();
+    one_line_125(&out, "--userns");
+}
