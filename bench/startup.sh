@@ -26,6 +26,9 @@ if [ "$(id -u)" = 0 ]; then
         bash "$here/bench/startup.sh" "$runs"
 fi
 
+for tool in hyperfine bwrap python3; do
+    command -v "$tool" >/dev/null || { echo "startup.sh: $tool is missing (hint: apt-get install ${tool/bwrap/bubblewrap})" >&2; exit 1; }
+done
 hutch=${HUTCH:-$here/target/release/hutch}
 scripts=${BENCH_SCRIPTS:-$here/scripts}
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
