@@ -68,5 +68,10 @@ fn chain(err: &anyhow::Error) -> String {
             out.push_str(&c);
         }
     }
-    out
+    // A helper's stderr inside an error may span lines; the message stays one.
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
