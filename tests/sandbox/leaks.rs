@@ -63,7 +63,8 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
     // relay's poll, then count.
     let wchan = format!("/proc/{}/wchan", live.pid());
     let mut settled = false;
-    for _ in 0..100_000 {
+    let deadline = std::time::Instant::now() + crate::harness::TIMEOUT;
+    while std::time::Instant::now() < deadline {
         if std::fs::read_to_string(&wchan)
             .unwrap_or_default()
             .contains("poll")

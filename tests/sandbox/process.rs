@@ -120,7 +120,7 @@ fn orphans_are_reaped() {
             "sh",
             "-c",
             "mkfifo /tmp/f; ( sh -c 'echo $$ > /tmp/f; exit 0' & ); pid=$(cat /tmp/f); \
-             n=0; while [ -e /proc/$pid ] && [ $n -lt 200000 ]; do n=$((n+1)); done; \
+             n=0; while [ -e /proc/$pid ] && [ $n -lt 2000000 ]; do n=$((n+1)); done; \
              if [ -e /proc/$pid ]; then echo left; grep State /proc/$pid/status; else echo reaped; fi; \
              grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l",
         ])
