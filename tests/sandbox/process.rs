@@ -207,3 +207,33 @@ fn dash_it_forwards_keystrokes_through_the_pty() {
     assert!(shown.contains("got:typed words\n"), "{shown:?}");
     assert!(shown.contains("status=3"), "{shown:?}");
 }
+
+#[test]
+fn the_workload_cannot_type_into_the_users_terminal() {
+    // Without -t, the workload's stdio is the user's terminal itself (as
+    // with `docker run -i`). It runs in a session of its own, so TIOCSTI,
+    // which would queue input for the user's shell, is refused.
+    let probe = crate::harness::programs_dir().join("tiocsti");
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    let inner = format!(
+        "{probe}; {hutch_bin} run --rm -i -v {vol} --rootfs {root} /p/tiocsti",
+        probe = probe.display(),
+        vol = crate::harness::programs_volume(),
+    );
+    let shown = under_pty(&inner, "");
+    let lines: Vec<&str> = shown.lines().collect();
+    // Control: outside a sandbox, in the terminal's own session, it works.
+    assert!(lines.contains(&"0:tty-injected"), "{shown:?}");
+    // Inside: every terminal fd refuses.
+    let inside: Vec<&&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("2:"))
+        .skip(1)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(inside.len(), 3, "{shown:?}");
+    for l in inside {
+        assert!(l.contains("tty-refused"), "{shown:?}");
+    }
+}
