@@ -45,10 +45,18 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let out_dest = io.stdout.as_ref().map_or(1, |f| f.as_raw_fd());
     let err_dest = io.stderr.as_ref().map_or(2, |f| f.as_raw_fd());
     // With an output limit, stdout and stderr pass through hutch, which
-    // counts them; otherwise the workload writes to them directly.
-    let pipes = if limited_output && !proc.terminal {
+    // counts them. So they do when they are the user's terminal: a terminal
+    // fd is read-write, and the workload could read the user's keystrokes
+    // from it or change its modes. Otherwise the workload writes directly.
+    let pipes = if (limited_output || is_tty(out_dest) || is_tty(err_dest)) && !proc.terminal {
         let p = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
         Some((p("stdout pipe")?, p("stderr pipe")?))
+    } else {
+        None
+    };
+    // `-i` from the user's terminal: through a pipe, for the same reason.
+    let stdin_pipe = if proc.stdin && !proc.terminal && io.stdin.is_none() && is_tty(0) {
+        Some(sys::pipe().map_err(|e| SandboxError::io("cannot create", "stdin pipe", e))?)
     } else {
         None
     };
@@ -65,7 +73,9 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
                 .stdin
                 .as_ref()
                 .or(devnull.as_ref())
-                .map_or(0, |f| f.as_raw_fd()),
+                .map(|f| f.as_raw_fd())
+                .or(stdin_pipe.as_ref().map(|(r, _)| r.as_raw_fd()))
+                .unwrap_or(0),
             stdout: pipes.as_ref().map_or(out_dest, |((_, w), _)| w.as_raw_fd()),
             stderr: pipes.as_ref().map_or(err_dest, |(_, (_, w))| w.as_raw_fd()),
         },
@@ -82,6 +92,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
             return Err(e);
         }
     };
+    let stdin_to = stdin_pipe.map(|(_, w)| w);
     let mut sources = Vec::new();
     if let Some(((r_out, w_out), (r_err, w_err))) = pipes {
         drop((w_out, w_err));
@@ -92,7 +103,8 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         spec,
         signals: &signals,
         sources,
-        stdin_open: false,
+        stdin_open: stdin_to.is_some(),
+        stdin_to,
         started_at,
         output_bytes: 0,
         breach: None,
@@ -115,6 +127,11 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         cg.remove();
     }
     Ok(outcome)
+}
+
+fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
 }
 
 fn dup_null() -> Result<OwnedFd, SandboxError> {
@@ -145,8 +162,11 @@ struct Relay<'a> {
     signals: &'a SignalFd,
     /// The output streams: the pty master, or the stdout and stderr pipes.
     sources: Vec<Source>,
-    /// Copy hutch's stdin to the pty master (`-it`).
+    /// Copy hutch's stdin to the pty master (`-it`) or to `stdin_to`.
     stdin_open: bool,
+    /// `-i` without `-t` from the user's terminal: the workload's stdin
+    /// pipe, closed on the terminal's end of file.
+    stdin_to: Option<OwnedFd>,
     started_at: Instant,
     output_bytes: u64,
     breach: Option<Breach>,
@@ -202,9 +222,13 @@ impl Relay<'_> {
                 }
             }
             if fds[stdin_at].revents != 0 {
-                let to = self.sources.last().map_or(-1, |s| s.from.as_raw_fd());
+                let to = match &self.stdin_to {
+                    Some(pipe) => pipe.as_raw_fd(),
+                    None => self.sources.last().map_or(-1, |s| s.from.as_raw_fd()),
+                };
                 if !copy_chunk(0, to, u64::MAX).is_some_and(|(n, _)| n > 0) {
                     self.stdin_open = false;
+                    self.stdin_to = None;
                 }
             }
             exited = fds[1].revents != 0;

@@ -210,9 +210,10 @@ fn dash_it_forwards_keystrokes_through_the_pty() {
 
 #[test]
 fn the_workload_cannot_type_into_the_users_terminal() {
-    // Without -t, the workload's stdio is the user's terminal itself (as
-    // with `docker run -i`). It runs in a session of its own, so TIOCSTI,
-    // which would queue input for the user's shell, is refused.
+    // TIOCSTI queues input for whoever reads the terminal next: the user's
+    // shell. Without -t hutch never hands the workload the terminal (it
+    // relays through pipes), and the workload leads a session of its own,
+    // so the terminal would refuse even if it got there.
     let probe = crate::harness::programs_dir().join("tiocsti");
     let hutch_bin = crate::harness::hutch_bin().display().to_string();
     let root = rootfs(User::Sub).display().to_string();
@@ -225,7 +226,7 @@ fn the_workload_cannot_type_into_the_users_terminal() {
     let lines: Vec<&str> = shown.lines().collect();
     // Control: outside a sandbox, in the terminal's own session, it works.
     assert!(lines.contains(&"0:tty-injected"), "{shown:?}");
-    // Inside: every terminal fd refuses.
+    // Inside: no fd is the user's terminal, none injected.
     let inside: Vec<&&str> = lines
         .iter()
         .skip_while(|l| !l.starts_with("2:"))
@@ -234,6 +235,34 @@ fn the_workload_cannot_type_into_the_users_terminal() {
         .collect();
     assert_eq!(inside.len(), 3, "{shown:?}");
     for l in inside {
-        assert!(l.contains("tty-refused"), "{shown:?}");
+        assert!(
+            l.contains("not-tty") || l.contains("tty-refused"),
+            "{shown:?}"
+        );
     }
+}
+
+#[test]
+fn without_dash_t_the_users_terminal_never_reaches_the_workload() {
+    // A terminal fd is read-write: handed over, it would let the workload
+    // read keystrokes through its stdout or change the terminal's modes.
+    // hutch relays through pipes instead, as Docker does.
+    let dir = scratch(User::Sub, "no-tty");
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    let d = dir.display();
+    let inner = format!(
+        "stty -g > {d}/before; \
+         {hutch_bin} run --rm -i --rootfs {root} sh -c \
+         'for fd in 0 1 2; do test -t $fd && echo fd$fd-is-a-tty; done; stty -echo 2>/dev/null && echo modes-changed; read line; echo got:$line; echo err >&2'; \
+         stty -g > {d}/after"
+    );
+    let shown = under_pty(&inner, "typed\n");
+    assert!(!shown.contains("-is-a-tty"), "{shown:?}");
+    assert!(!shown.contains("modes-changed"), "{shown:?}");
+    assert!(shown.contains("got:typed\n"), "{shown:?}");
+    assert!(shown.contains("err\n"), "{shown:?}");
+    let before = std::fs::read_to_string(dir.join("before")).unwrap();
+    let after = std::fs::read_to_string(dir.join("after")).unwrap();
+    assert_eq!(before, after, "the user's terminal modes changed");
 }
