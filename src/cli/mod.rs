@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod info;
+pub mod limits;
 pub mod policy;
 pub mod run;
 pub mod security;

@@ -180,6 +180,14 @@ fn exec_workload(spec: &Spec) -> Result<Infallible, SetupError> {
     let argv = cstrings(&proc.args)?;
     let envp = cstrings(&proc.env)?;
 
+    // Resource limits of this process and everything it starts; lowering
+    // needs no privilege, so they also hold after setuid.
+    for r in &spec.limits.rlimits {
+        r.apply().map_err(|e| {
+            SetupError::io("cannot set rlimit", Some(format!("{}", r.resource)), &e)
+        })?;
+    }
+
     // 6. Landlock, while we may still read everything we need.
     spec.policy
         .apply_landlock(&spec.writable_paths())

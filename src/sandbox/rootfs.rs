@@ -331,11 +331,16 @@ fn ensure_dir(root: &OwnedFd, path: &Path) -> R<()> {
 /// A recursive bind of host `source` onto the open directory `target`,
 /// never allowing setuid or device nodes through it.
 fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
-    let tree = sys::open_tree_clone(source)?;
     let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
     if readonly {
         set |= sys::MOUNT_ATTR_RDONLY;
     }
+    bind_with(source, target, set)
+}
+
+/// A recursive bind of `source` onto `target` with the mount attributes `set`.
+fn bind_with(source: &Path, target: &OwnedFd, set: u64) -> io::Result<()> {
+    let tree = sys::open_tree_clone(source)?;
     sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
     sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
 }
@@ -425,8 +430,13 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
             continue;
         }
         let node = ensure_target(&devfd, Path::new(name), false)?;
-        bind(&host, &node, false)
-            .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
+        // The one bind that must let a device node through: no nodev.
+        bind_with(
+            &host,
+            &node,
+            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
     }
     let pts = ensure_target(&devfd, Path::new("pts"), true)?;
     sys::mount(

@@ -142,6 +142,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         running.kill_and_reap();
         return Err(e.into());
     }
+    // Into the sandbox's cgroup before anything runs, so every process the
+    // workload ever makes is counted and limited.
+    if let Some(cg) = &spec.limits.cgroup {
+        if let Err(e) = cg.add(pid) {
+            running.kill_and_reap();
+            return Err(SandboxError::Limits(e.into()));
+        }
+    }
     sys::write_all(sync_w.as_raw_fd(), b"1")
         .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
     drop(sync_w);
@@ -180,29 +188,41 @@ impl Running {
 
     /// Reap init and return how the workload ended.
     pub fn wait(self) -> Exit {
-        let init_status = reap(self.pid);
+        self.wait_with_usage().0
+    }
+
+    /// Reap init and return how the workload ended, with the resources
+    /// used by the whole sandbox: init reaps every process in it, so its
+    /// children's usage covers them all.
+    pub fn wait_with_usage(self) -> (Exit, libc::rusage) {
+        // SAFETY: rusage is plain data; zeroed is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let init_status = reap(self.pid, &mut usage);
         let mut buf = [0u8; 4];
         // SAFETY: reading at most four bytes into `buf`.
         let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-        if n == 4 {
+        let exit = if n == 4 {
             Exit::from_wait_status(i32::from_ne_bytes(buf))
         } else {
             // init itself died (killed from outside): report that.
             Exit::from_wait_status(init_status)
-        }
+        };
+        (exit, usage)
     }
 
     fn kill_and_reap(&self) {
         let _ = self.signal(libc::SIGKILL);
-        reap(self.pid);
+        // SAFETY: plain data.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        reap(self.pid, &mut usage);
     }
 }
 
-fn reap(pid: i32) -> i32 {
+fn reap(pid: i32, usage: &mut libc::rusage) -> i32 {
     let mut status = 0;
     loop {
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: `status` and `usage` are valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, usage) };
         if r == pid
             || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
         {

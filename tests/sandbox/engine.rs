@@ -72,3 +72,17 @@ fn exit_codes_follow_docker() {
         .run()
         .fails_with(126, "/etc/passwd");
 }
+
+/// Regression: the device binds were made nodev, so /dev/null could not be
+/// opened and busybox sh failed to start background jobs.
+#[test]
+fn device_nodes_work() {
+    let out = hutch(User::NoSub)
+        .run_rootfs([
+            "sh",
+            "-c",
+            "echo x > /dev/null && head -c 3 /dev/zero | wc -c && head -c 8 /dev/urandom | wc -c",
+        ])
+        .run();
+    assert_eq!(out.ok().split_whitespace().collect::<Vec<_>>(), ["3", "8"]);
+}

@@ -289,3 +289,37 @@ impl Hutch {
         }
     }
 }
+
+/// tests/programs/*.c built once with `gcc -static` into a directory the
+/// test users can read; bind it into a sandbox with [`programs_volume`].
+pub fn programs_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dst = fixtures_dir().join("programs");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let src = project_dir().join("tests/programs");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("c") {
+                continue;
+            }
+            let out = dst.join(path.file_stem().unwrap());
+            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+            let status = Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&tmp)
+                .arg(&path)
+                .status()
+                .expect("run gcc (scripts/setup-host.sh installs it)");
+            assert!(status.success(), "gcc failed on {}", path.display());
+            std::fs::rename(&tmp, &out).unwrap();
+        }
+        dst
+    })
+}
+
+/// `-v <programs>:/p:ro`
+pub fn programs_volume() -> String {
+    format!("{}:/p:ro", programs_dir().display())
+}
