@@ -247,26 +247,33 @@ fn load_at_depth(source: &Source, depth: usize) -> Result<Profile, PolicyError> 
     Ok(profile::merge(base, layer))
 }
 
-/// Compile a seccomp model for this host, through the cache.
-fn compile_cached(name: &str, model: &SeccompModel) -> Result<Compiled, PolicyError> {
+/// Compile a seccomp model for this host, through the cache. The second
+/// value says where the cache entry is and whether it was used.
+fn compile_cached(name: &str, model: &SeccompModel) -> Result<(Compiled, String), PolicyError> {
     let arch = Arch::host().ok_or(PolicyError::UnsupportedArch)?;
     let key = cache::key(model, arch);
     let dir = crate::paths::runtime_dir()
         .ok()
         .map(|d| d.join("seccomp"))
         .filter(|d| crate::paths::create_private(d).is_ok());
-    if let Some(c) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
-        return Ok(c);
+    if let Some(d) = &dir {
+        if let Some(c) = cache::load(d, &key) {
+            return Ok((c, format!("hit {}", cache::path(d, &key).display())));
+        }
     }
     let compiled = seccomp::compile(model, arch).map_err(|reason| PolicyError::Compile {
         name: name.to_string(),
         reason,
     })?;
-    if let Some(d) = &dir {
+    let status = match &dir {
         // A cache that cannot be written only costs a recompile next time.
-        let _ = cache::store(d, &key, &compiled);
-    }
-    Ok(compiled)
+        Some(d) => match cache::store(d, &key, &compiled) {
+            Ok(()) => format!("compiled, stored as {}", cache::path(d, &key).display()),
+            Err(e) => format!("compiled, not stored: {e}"),
+        },
+        None => "compiled, no runtime dir to store it".into(),
+    };
+    Ok((compiled, status))
 }
 
 fn describe_seccomp(model: &SeccompModel, out: &mut Vec<String>) {
@@ -347,7 +354,13 @@ impl Policy {
                         docker_skipped.join(" ")
                     ));
                 }
-                Some(Arc::new(compile_cached(&name, m)?))
+                let (compiled, status) = compile_cached(&name, m)?;
+                report.push(format!(
+                    "  {} BPF program(s) for {}; cache: {status}",
+                    compiled.programs.len(),
+                    Arch::host().map(Arch::name).unwrap_or("?")
+                ));
+                Some(Arc::new(compiled))
             }
             None => {
                 report.push("seccomp: none".into());
@@ -429,6 +442,30 @@ impl Policy {
                 reason: e.to_string(),
             }),
         }
+    }
+}
+
+/// One line for `hutch info`: the Landlock ABI the default profile uses on
+/// this kernel, and what it cannot enforce here.
+pub fn default_landlock_summary() -> String {
+    let abi = landlock::kernel_abi();
+    let model = Source::parse(DEFAULT_PROFILE)
+        .and_then(|s| load_profile(&s))
+        .map(|p| p.landlock);
+    match model {
+        Err(e) => format!("cannot load: {e}"),
+        Ok(None) => "no Landlock".into(),
+        Ok(Some(m)) => match Plan::new(&m, abi) {
+            Err(e) => format!("refuses to start: {e}"),
+            Ok(plan) if plan.not_enforced.is_empty() => {
+                format!("enforces ABI {} features, all it asks for", plan.abi_used)
+            }
+            Ok(plan) => format!(
+                "enforces ABI {} features; not enforced here: {}",
+                plan.abi_used,
+                plan.not_enforced.join(", ")
+            ),
+        },
     }
 }
 

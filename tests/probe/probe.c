@@ -50,6 +50,7 @@ static const char *errname(int e) {
     case EFAULT: return "EFAULT";
     case EBUSY: return "EBUSY";
     case EEXIST: return "EEXIST";
+    case EXDEV: return "EXDEV";
     case ENODEV: return "ENODEV";
     case ENOTDIR: return "ENOTDIR";
     case EINVAL: return "EINVAL";

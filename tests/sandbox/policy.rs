@@ -445,3 +445,42 @@ fn policy_show_and_check() {
         .run()
         .fails_with(125, "no shipped policy named \"nope\"");
 }
+
+/// A warm start loads the compiled filter instead of compiling again.
+#[test]
+fn compiled_filters_are_cached_by_profile_hash() {
+    let p = profile(
+        "policy-cache",
+        "extends = \"default\"\n[seccomp]\ndefault_errno = \"EXDEV\"\n",
+    );
+    let check = || {
+        let out = hutch(User::Sub)
+            .args(["policy", "check", p.to_str().unwrap()])
+            .run();
+        let line = out
+            .ok()
+            .lines()
+            .find(|l| l.contains("cache: "))
+            .unwrap_or_else(|| panic!("no cache line: {out:#?}"))
+            .to_string();
+        line
+    };
+    let first = check();
+    let path = PathBuf::from(first.rsplit(' ').next().unwrap());
+    // Start cold whatever earlier runs left.
+    std::fs::remove_file(&path).unwrap();
+    let cold = check();
+    assert!(cold.contains("compiled, stored as"), "{cold}");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let warm = check();
+    assert!(warm.contains(&format!("hit {}", path.display())), "{warm}");
+    // A run uses the same entry: not rewritten (a rewrite renames a new file in).
+    let ops = ["mount"];
+    assert_all(
+        &probe_run(&["--policy", p.to_str().unwrap()], &ops),
+        &ops,
+        "EXDEV",
+    );
+    let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    assert_eq!(inode, after);
+}
