@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod info;
 pub mod limits;
+pub mod policy;
 pub mod run;
 pub mod security;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Show what this host offers and what hutch will use
     Info(info::InfoArgs),
+    /// Check and show seccomp and Landlock policy profiles
+    Policy(policy::PolicyArgs),
 }
 
 /// Run the parsed command; the result is the process's exit code.
@@ -33,5 +36,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Info(args) => info::info(args),
+        Command::Policy(args) => policy::policy(args),
     }
 }
