@@ -266,3 +266,66 @@ fn without_dash_t_the_users_terminal_never_reaches_the_workload() {
     let after = std::fs::read_to_string(dir.join("after")).unwrap();
     assert_eq!(before, after, "the user's terminal modes changed");
 }
+
+#[test]
+fn dash_t_follows_the_users_window_size() {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    // The workload reports its size on SIGWINCH, which its own pty sends
+    // when hutch passes on a new size.
+    let inner = format!(
+        "stty rows 24 cols 80; {hutch_bin} run --rm -t --rootfs {root} sh -c \
+         'trap \"echo size \\$(stty size); exit 0\" WINCH; echo ready; while :; do sleep 1000 & wait $!; done'"
+    );
+    let mut cmd = crate::harness::as_user(User::Sub, "script");
+    cmd.args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let keep_stdin_open = child.stdin.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line.replace('\r', ""));
+        }
+    });
+    let wait_for = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(crate::harness::TIMEOUT)
+            .unwrap_or_else(|e| panic!("no {needle:?} from the sandbox: {e}"));
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for("ready");
+    // The user resizes the terminal: set the size on hutch's own terminal
+    // (script's pty), which sends hutch SIGWINCH.
+    let hutch_pid = descendants(child.id() as i32)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with(&hutch_bin))
+        })
+        .expect("hutch under script");
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{hutch_pid}/fd/0"))
+        .unwrap();
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a live local.
+    let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0);
+    assert_eq!(wait_for("size "), "size 40 120");
+    drop(keep_stdin_open);
+    assert!(child.wait().unwrap().success());
+}
