@@ -99,10 +99,27 @@ pub fn hutch_bin() -> &'static Path {
     })
 }
 
+/// This test process's own fixtures: `FIXTURES/run-<pid>`. Test runs from
+/// other checkouts may share the machine; with a directory each, none runs
+/// another's hutch or loses its rootfs to another's rebuild. Directories of
+/// runs that ended are removed here.
 pub fn fixtures_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = PathBuf::from(FIXTURES);
+        let top = PathBuf::from(FIXTURES);
+        std::fs::create_dir_all(&top).unwrap();
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(&top).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("run-") else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                // Files sandboxes left may belong to subordinate ids: root clears them.
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let d = top.join(format!("run-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d

@@ -329,3 +329,39 @@ fn dash_t_follows_the_users_window_size() {
     drop(keep_stdin_open);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn stdio_files_cannot_be_reopened_for_more_access() {
+    // `hutch run -i ... < input > output`: handed over as themselves, the
+    // workload could reopen /proc/self/fd/0 for writing and change the
+    // host's input file, or /proc/self/fd/1 for reading what the output
+    // file held before. hutch passes pipes instead. Unconfined policy: the
+    // engine alone must hold.
+    let dir = scratch(User::Sub, "stdio-files");
+    let input = dir.join("input");
+    let output = dir.join("output");
+    std::fs::write(&input, "original input\n").unwrap();
+    std::fs::write(&output, "earlier log\n").unwrap();
+    for f in [&input, &output] {
+        crate::harness::chown(f, User::Sub.uid(), User::Sub.account().gid);
+    }
+    let script = format!(
+        "timeout 60 {} run --rm -i --policy unconfined --rootfs {} sh -c \
+         'cat; echo changed > /proc/self/fd/0; for f in 0 1; do readlink /proc/self/fd/$f | cut -d: -f1; done' \
+         < {} >> {} 2>/dev/null",
+        crate::harness::hutch_bin().display(),
+        rootfs(User::Sub).display(),
+        input.display(),
+        output.display()
+    );
+    let status = crate::harness::as_user(User::Sub, "sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "original input\n");
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "earlier log\noriginal input\npipe\npipe\n"
+    );
+}
