@@ -3,7 +3,14 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod image;
+pub mod images;
 pub mod info;
+pub mod load;
+pub mod login;
+pub mod logout;
+pub mod pull;
+pub mod rmi;
 pub mod run;
 pub mod security;
 
@@ -25,6 +32,20 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Show what this host offers and what hutch will use
     Info(info::InfoArgs),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Remove images
+    Rmi(rmi::RmiArgs),
+    /// Manage images
+    Image(image::ImageArgs),
+    /// Load images from an OCI or docker archive
+    Load(load::LoadArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out of a registry
+    Logout(logout::LogoutArgs),
 }
 
 /// Run the parsed command; the result is the process's exit code.
@@ -32,5 +53,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Info(args) => info::info(args),
+        Command::Pull(args) => pull::pull(args),
+        Command::Images(args) => images::images(args),
+        Command::Rmi(args) => rmi::rmi(args),
+        Command::Image(args) => image::image(args),
+        Command::Load(args) => load::load(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => logout::logout(args),
     }
 }
