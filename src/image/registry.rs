@@ -294,7 +294,7 @@ impl Client {
                     if was_basic {
                         return Err(RegistryError::Auth {
                             registry: self.registry.clone(),
-                            reason: "the registry refused the stored credentials (401)".into(),
+                            reason: "the registry refused the credentials (401)".into(),
                         });
                     }
                     self.authenticate(&ch)?;
@@ -362,7 +362,7 @@ impl Client {
             let ct = header(&resp, "content-type");
             let bytes =
                 read_capped(resp.body_mut().as_reader(), MAX_MANIFEST).map_err(|source| {
-                    if source.kind() == std::io::ErrorKind::FileTooLarge {
+                    if is_too_large(&source) {
                         RegistryError::TooLarge {
                             what: "a manifest",
                             registry: self.registry.clone(),
@@ -499,14 +499,26 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
         .map(String::from)
 }
 
-/// Read at most `max` bytes; more is an error of kind FileTooLarge.
+/// Read at most `max` bytes; more is a [`TooLarge`] error.
 pub fn read_capped(r: impl Read, max: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     r.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(std::io::ErrorKind::FileTooLarge.into());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            TooLarge(max),
+        ));
     }
     Ok(buf)
+}
+
+/// The error [`read_capped`] gives for more than `max` bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {0} bytes")]
+pub struct TooLarge(pub u64);
+
+pub fn is_too_large(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
 }
 
 /// `Bearer realm="x",service="y"` as ("Bearer", [(realm, x), (service, y)]).
