@@ -63,6 +63,18 @@ fn images_json(user: User, data: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(out.ok()).unwrap()
 }
 
+/// Pull quietly; the image id.
+fn pull_id(user: User, data: &Path, image: &str) -> String {
+    let out = h(user, data).args(["pull", "-q", image]).run();
+    out.ok().trim().to_string()
+}
+
+/// The manifest digest of the only image in the store.
+fn manifest_digest(user: User, data: &Path) -> String {
+    let list = images_json(user, data);
+    list[0]["Digest"].as_str().unwrap().to_string()
+}
+
 /// Entries of `dir` (empty when missing).
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -77,12 +89,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn pull_by_tag_then_by_digest_and_run() {
     let d = data(User::Sub, "tag");
     let busybox = image(PLAIN, "busybox");
-    let id = h(User::Sub, &d)
-        .args(["pull", "-q", &busybox])
-        .run()
-        .ok()
-        .trim()
-        .to_string();
+    let id = pull_id(User::Sub, &d, &busybox);
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     let table = h(User::Sub, &d).args(["images"]).run().ok().to_string();
     let header = table.lines().next().unwrap();
@@ -106,10 +113,7 @@ fn pull_by_tag_then_by_digest_and_run() {
     assert_eq!(out.ok(), "hello from an image\n");
 
     // By digest, into another store: the same image.
-    let digest = images_json(User::Sub, &d)[0]["Digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = manifest_digest(User::Sub, &d);
     let d2 = data(User::Sub, "digest");
     let pinned = format!("{busybox}@{digest}");
     let id2 = h(User::Sub, &d2)
@@ -643,16 +647,8 @@ fn rmi_refuses_while_a_container_uses_the_image_unless_forced() {
 fn image_prune_removes_unnamed_images() {
     let d = data(User::Sub, "prune");
     let busybox = image(PLAIN, "busybox");
-    let id = h(User::Sub, &d)
-        .args(["pull", "-q", &busybox])
-        .run()
-        .ok()
-        .trim()
-        .to_string();
-    let digest = images_json(User::Sub, &d)[0]["Digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = pull_id(User::Sub, &d, &busybox);
+    let digest = manifest_digest(User::Sub, &d);
     h(User::Sub, &d).args(["rmi", &busybox]).run().ok();
     // Pulled by digest only: no name, dangling.
     h(User::Sub, &d)
