@@ -6,6 +6,8 @@
 //! (see [`userns`]); reading it (images, run) needs no helper.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod manifest;
 pub mod pull;
@@ -43,6 +45,8 @@ pub enum ImageError {
         "layer {0} of the image is missing from the store (hint: `hutch pull` the image again)"
     )]
     MissingLayer(String),
+    #[error("the store's path {0} cannot be an overlay lower dir: {1} (hint: set HUTCH_DATA_DIR to a shorter path without ':' or ',')")]
+    LowerDir(PathBuf, &'static str),
 }
 
 /// When `hutch run` pulls.
@@ -117,7 +121,20 @@ pub fn prepare(
         if store.layer(chain)?.is_none() {
             return Err(ImageError::MissingLayer(chain.to_string()));
         }
-        layers.push(store.layer_dir(chain));
+        let dir = store.layer_dir(chain);
+        // Overlay's option syntax cannot carry these in a lowerdir.
+        if dir.to_string_lossy().contains([':', ',']) {
+            return Err(ImageError::LowerDir(dir, "it contains ':' or ','"));
+        }
+        layers.push(dir);
+    }
+    // The whole mount option must fit in one page.
+    let total: usize = layers.iter().map(|l| l.as_os_str().len() + 1).sum();
+    if total > 3500 {
+        return Err(ImageError::LowerDir(
+            store.root.clone(),
+            "the image's layer paths are too long together for one overlay mount",
+        ));
     }
     Ok(Runnable {
         record,

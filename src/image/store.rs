@@ -154,10 +154,20 @@ impl Store {
     }
 
     pub fn at(root: PathBuf) -> R<Store> {
-        for d in ["blobs/sha256", "layers", "tmp"] {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        for d in ["blobs", "blobs/sha256", "layers", "tmp"] {
             let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io("create", &p))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(io("create", &p))?;
         }
+        // Layers hold setuid files owned by subordinate ids: other users
+        // must not reach them, whatever the data dir's own mode.
+        let layers = root.join("layers");
+        fs::set_permissions(&layers, fs::Permissions::from_mode(0o700))
+            .map_err(io("chmod", &layers))?;
         Ok(Store { root })
     }
 
