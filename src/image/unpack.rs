@@ -200,6 +200,7 @@ pub fn unpack_tar(tar_stream: impl Read, dir: &Path) -> Result<UnpackStats, Unpa
         root: root.as_raw_fd(),
         stats: UnpackStats::default(),
         dir_times: Vec::new(),
+        buf: vec![0u8; 256 * 1024],
     };
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().map_err(UnpackError::Stream)?;
@@ -224,6 +225,8 @@ struct Unpacker {
     root: RawFd,
     stats: UnpackStats,
     dir_times: Vec<(PathBuf, u64)>,
+    /// One copy buffer for every file of the layer.
+    buf: Vec<u8>,
 }
 
 /// A path from a tar header, checked and made relative: `./a/b` is `a/b`;
@@ -386,11 +389,8 @@ impl Unpacker {
                 )
                 .map_err(Self::io("create", &path))?;
                 let mut file = File::from(fd);
-                let n = copy_capped(
-                    entry,
-                    &mut file,
-                    MAX_UNPACKED - self.stats.bytes.min(MAX_UNPACKED),
-                )?;
+                let cap = MAX_UNPACKED - self.stats.bytes.min(MAX_UNPACKED);
+                let n = copy_capped(entry, &mut file, cap, &mut self.buf)?;
                 self.stats.bytes += n;
                 self.own(file.as_raw_fd(), None, uid, gid, &path)?;
                 fchmod(file.as_raw_fd(), mode).map_err(Self::io("chmod", &path))?;
@@ -551,12 +551,16 @@ impl Unpacker {
     }
 }
 
-fn copy_capped(src: &mut impl Read, dst: &mut File, cap: u64) -> Result<u64, UnpackError> {
+fn copy_capped(
+    src: &mut impl Read,
+    dst: &mut File,
+    cap: u64,
+    buf: &mut [u8],
+) -> Result<u64, UnpackError> {
     let mut limited = src.take(cap + 1);
-    let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
     loop {
-        let n = match limited.read(&mut buf) {
+        let n = match limited.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
