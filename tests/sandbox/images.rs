@@ -341,7 +341,10 @@ fn basic_auth_login_wrong_password_and_logout() {
 
 /// A registry that serves whatever it is given: `/v2/` and
 /// `/v2/<repo>/{manifests,blobs}/<ref>` from a map, nothing else. Truncated
-/// entries send half their bytes and hang up.
+/// entries send half their bytes and hang up. With a token policy it
+/// answers like Docker Hub: 401 and a Bearer challenge pointing at its own
+/// `/token`, which hands out a token (to anyone, or for one user's Basic
+/// credentials) that every other request must then carry.
 struct FakeRegistry {
     addr: String,
 }
@@ -353,58 +356,101 @@ struct Served {
     truncate: bool,
 }
 
+#[derive(Clone)]
+enum Token {
+    None,
+    Anonymous,
+    For(String),
+}
+
+const TOKEN: &str = "fake-token-123";
+
 impl FakeRegistry {
     fn start(routes: HashMap<String, Served>) -> FakeRegistry {
+        FakeRegistry::start_with(routes, Token::None)
+    }
+
+    fn start_with(routes: HashMap<String, Served>, token: Token) -> FakeRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let routes = Arc::new(routes);
+        let me = addr.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let routes = routes.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let served = if path == "/v2/" {
-                        Some(Served {
-                            content_type: "application/json".into(),
-                            body: b"{}".to_vec(),
-                            truncate: false,
-                        })
-                    } else {
-                        routes.get(&path).cloned()
-                    };
-                    let resp = match served {
-                        Some(s) => {
-                            let mut r = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                s.content_type,
-                                s.body.len()
-                            )
-                            .into_bytes();
-                            let n = if s.truncate { s.body.len() / 2 } else { s.body.len() };
-                            r.extend_from_slice(&s.body[..n]);
-                            r
-                        }
-                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-                    };
-                    let _ = conn.write_all(&resp);
-                    let _ = conn.flush();
-                });
+                let Ok(conn) = conn else { continue };
+                let (routes, token, me) = (routes.clone(), token.clone(), me.clone());
+                std::thread::spawn(move || serve(conn, &routes, &token, &me));
             }
         });
         FakeRegistry { addr }
     }
+}
+
+fn serve(mut conn: std::net::TcpStream, routes: &HashMap<String, Served>, token: &Token, me: &str) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut authorization = String::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                authorization = v.trim().to_string();
+            }
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let challenge = format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"fake\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let ok = |ct: &str, body: &[u8], n: usize| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body[..n]);
+        r
+    };
+    let resp = if let Some(query) = path.strip_prefix("/token?") {
+        let allowed = match token {
+            Token::None => false,
+            Token::Anonymous => true,
+            Token::For(basic) => authorization == format!("Basic {basic}"),
+        };
+        if allowed && query.contains("scope=repository:hutch/") {
+            let body = format!("{{\"token\":\"{TOKEN}\"}}");
+            ok("application/json", body.as_bytes(), body.len())
+        } else {
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
+    } else if !matches!(token, Token::None) && authorization != format!("Bearer {TOKEN}") {
+        challenge.into_bytes()
+    } else if path == "/v2/" {
+        ok("application/json", b"{}", 2)
+    } else {
+        match routes.get(&path) {
+            Some(s) => ok(
+                &s.content_type,
+                &s.body,
+                if s.truncate {
+                    s.body.len() / 2
+                } else {
+                    s.body.len()
+                },
+            ),
+            None => {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            }
+        }
+    };
+    let _ = conn.write_all(&resp);
+    let _ = conn.flush();
 }
 
 /// An image of one layer for the fake registry, under `repo:latest`.
@@ -688,4 +734,42 @@ fn concurrent_pulls_of_one_image_both_succeed() {
         .args(["run", "--rm", "--pull=never", &layered, "cat", "/srv/top"])
         .run();
     assert_eq!(out.ok(), "top\n");
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_credentials() {
+    let layer = raw_tar(&[("hello", tar::EntryType::Regular, b"token world\n")]);
+    let user = User::Sub;
+    // Anonymous tokens, as Docker Hub gives for public images.
+    let d = data(user, "token-anon");
+    let reg = FakeRegistry::start_with(
+        fake_image("hutch/tok", &layer, layer.clone(), false),
+        Token::Anonymous,
+    );
+    h(user, &d)
+        .args(["pull", "-q", &format!("{}/hutch/tok", reg.addr)])
+        .run()
+        .ok();
+    // Tokens only for the right user and password.
+    let basic = hutch::image::auth::base64_encode(b"alice:s3cret");
+    let reg = FakeRegistry::start_with(
+        fake_image("hutch/tok", &layer, layer.clone(), false),
+        Token::For(basic),
+    );
+    let name = format!("{}/hutch/tok", reg.addr);
+    let d = data(user, "token-creds");
+    h(user, &d)
+        .args(["pull", "-q", &name])
+        .run()
+        .fails_with(125, "the token server answered 401");
+    h(user, &d)
+        .args(["pull", "-q", "--creds", "alice:wrong", &name])
+        .run()
+        .fails_with(125, "authentication to 127.0.0.1");
+    assert_store_empty(user, &d);
+    h(user, &d)
+        .args(["pull", "-q", "--creds", "alice:s3cret", &name])
+        .run()
+        .ok();
+    assert_eq!(entries(&d.join("layers")).len(), 1);
 }
