@@ -10,3 +10,4 @@ mod judge;
 mod leaks;
 mod policy;
 mod process;
+mod images;
