@@ -67,6 +67,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
+    /// Name the container (default: a generated name)
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Log options of the json-file driver: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "OPT=VALUE")]
+    pub log_opt: Vec<String>,
+
+    /// Signal that `stop` sends first (default SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+
     /// Set an environment variable (NAME=VALUE, or NAME to copy it from here)
     #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
@@ -130,7 +146,22 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// `run`: the options of `create`, plus `-d`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Run in the background and print the container's id
+    #[arg(short = 'd', long = "detach")]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
+    if cmd.detach {
+        return crate::cli::create::run_detached(cmd.args);
+    }
+    let args = cmd.args;
     let spec = build_spec(&args)?;
     let exit = attach::run(&spec)?;
     Ok(exit.code())

@@ -8,12 +8,20 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::error::SandboxError;
 use super::init;
 use super::spawn::{self, Exit, Running, Stdio};
-use super::spec::Spec;
+use super::spec::{Process, Spec};
 use super::sys;
 
 /// Run `spec` attached to this process's stdio and wait for it.
 pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
-    let proc = &spec.process;
+    run_with(&spec.process, |stdio| spawn::start(spec, stdio))
+}
+
+/// Start a process with `start`, given the stdio `proc` asks for (a
+/// pseudo-terminal, forwarded stdin or /dev/null), and relay until it ends.
+pub fn run_with(
+    proc: &Process,
+    start: impl FnOnce(Stdio) -> Result<Running, SandboxError>,
+) -> Result<Exit, SandboxError> {
     let pty = if proc.terminal {
         Some(Pty::open()?)
     } else {
@@ -46,7 +54,7 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
     };
 
     let signals = SignalFd::new()?;
-    let started = spawn::start(spec, stdio);
+    let started = start(stdio);
     drop(devnull);
     let running = match started {
         Ok(r) => r,

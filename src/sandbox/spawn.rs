@@ -163,6 +163,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
 }
 
 impl Running {
+    /// A process started some other way (`hutch exec`'s child), waited for
+    /// and signalled like a sandbox; its exit status is its own wait status.
+    pub fn adopt(pid: i32, pidfd: OwnedFd) -> Result<Running, SandboxError> {
+        let (status, _closed) =
+            sys::pipe().map_err(|e| SandboxError::io("cannot create", "status pipe", e))?;
+        Ok(Running { pid, pidfd, status })
+    }
+
     /// Send `sig` to the sandbox's init, which forwards it to the workload.
     pub fn signal(&self, sig: i32) -> std::io::Result<()> {
         // SAFETY: the pidfd is open; no siginfo is passed.

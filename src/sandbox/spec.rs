@@ -4,11 +4,13 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::policy::Policy;
 use crate::sandbox::idmap::IdMapping;
 
 /// Where the root filesystem comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RootSource {
     /// The host's system directories, read-only, on an empty private root.
     Host,
@@ -17,7 +19,7 @@ pub enum RootSource {
 }
 
 /// Where the writable layer of the overlay lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UpperDir {
     /// A tmpfs private to the sandbox's mount namespace: nothing to clean up
     /// on the host, gone with the sandbox (`run --rm`).
@@ -28,7 +30,7 @@ pub enum UpperDir {
 }
 
 /// Which overlay implementation to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OverlayDriver {
     /// Kernel overlayfs, falling back to fuse-overlayfs when the kernel refuses.
     Auto,
@@ -36,7 +38,7 @@ pub enum OverlayDriver {
     Fuse,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mount {
     /// A recursive bind of a host path.
     Bind {
@@ -60,14 +62,14 @@ impl Mount {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Process {
     /// argv; `args[0]` is looked up in the sandbox's `PATH` when it has no `/`.
     pub args: Vec<String>,
@@ -81,7 +83,7 @@ pub struct Process {
     pub stdin: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
     /// A unique id (64 hex digits); names runtime directories and logs.
     pub id: String,
