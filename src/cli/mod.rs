@@ -8,6 +8,7 @@ pub mod exec;
 pub mod info;
 pub mod inspect;
 pub mod kill;
+pub mod limits;
 pub mod logs;
 pub mod ps;
 pub mod restart;

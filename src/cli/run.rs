@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
 
+use crate::cli::limits::{JudgeArgsError, LimitArgs};
 use crate::cli::security::SecurityArgs;
 use crate::paths;
 use crate::sandbox::attach;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
+use crate::sandbox::limits::Enforcement;
 use crate::sandbox::passwd::{self, RootFiles};
+use crate::sandbox::report::Report;
 use crate::sandbox::spec::{
     Mount, OverlayDriver, Process, RootSource, Spec, UpperDir, DEFAULT_PATH,
 };
@@ -48,6 +51,10 @@ pub enum RunError {
     Paths(#[from] paths::PathsError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Limits(#[from] JudgeArgsError),
+    #[error(transparent)]
+    LimitPlan(#[from] crate::sandbox::limits::LimitError),
     #[error(transparent)]
     Idmap(#[from] crate::sandbox::idmap::IdmapError),
 }
@@ -138,6 +145,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
 
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
         trailing_var_arg = true,
@@ -162,9 +172,39 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
         return crate::cli::create::run_detached(cmd.args);
     }
     let args = cmd.args;
-    let spec = build_spec(&args)?;
-    let exit = attach::run(&spec)?;
-    Ok(exit.code())
+    let judged = args.limits.wants_report();
+    let started = build_spec(&args)
+        .map_err(anyhow::Error::from)
+        .and_then(|spec| {
+            let io = args.limits.open_io()?;
+            Ok((attach::run_with(&spec, io), spec))
+        });
+    match started {
+        Ok((Ok(outcome), spec)) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::from_outcome(&outcome, &spec.limits))?;
+            }
+            Ok(outcome.exit.code())
+        }
+        Ok((Err(e), spec)) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::sandbox_error(e.to_string(), Some(&spec.limits)))?;
+            }
+            if let Some(cg) = &spec.limits.cgroup {
+                cg.remove();
+            }
+            Err(e.into())
+        }
+        Err(e) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::sandbox_error(format!("{e:#}"), None))?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Build and validate everything the sandbox needs, before any clone.
@@ -246,7 +286,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
     };
 
     Ok(Spec {
-        id,
+        id: id.clone(),
         root,
         upper,
         overlay,
@@ -263,6 +303,8 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stdin: args.interactive,
         },
         policy: args.security.resolve()?,
+        // Last: this may create the sandbox's cgroup.
+        limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,
     })
 }

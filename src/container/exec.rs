@@ -1,21 +1,31 @@
 //! `hutch exec`: run another process in a running container. hutch joins
-//! the sandbox's user, mount, pid, ipc, uts, net and cgroup namespaces at
-//! once through a pidfd on its init (`setns(pidfd, ...)`, so a reused pid
-//! can never be joined), forks (a pid namespace takes effect for children
-//! only), and the child confines itself with the very steps the workload
-//! went through (`child::exec_workload`: the same Landlock and seccomp
-//! policy, no capabilities, no_new_privs) before exec.
+//! the sandbox's user, mount, pid, ipc, uts, net and cgroup namespaces,
+//! forks (a pid namespace takes effect for children only), and the child
+//! confines itself with the very steps the workload went through
+//! (`child::exec_workload`: the same Landlock and seccomp policy, no
+//! capabilities, no_new_privs) before exec.
+//!
+//! The sandbox's init is deliberately not dumpable, so its namespaces
+//! cannot be opened by the user; they are taken from the workload (init's
+//! child, checked through pidfds and start times). The workload is
+//! untrusted and could have moved into namespaces of its own, so each one
+//! is checked before it is joined: the user namespace must be a direct
+//! child of ours, the pid namespace a direct child of ours, and every other
+//! namespace owned by that user namespace. A workload without capabilities
+//! can only make namespaces under a nested user namespace, which fails the
+//! check.
 
 use std::convert::Infallible;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use super::process::ProcId;
+use super::process::{PidFd, ProcId};
 use super::ContainerError;
+use crate::sandbox::attach::{RawTerminal, SignalFd};
 use crate::sandbox::error::{SandboxError, SetupError, EXIT_HUTCH};
 use crate::sandbox::passwd::{self, RootFiles};
-use crate::sandbox::spawn::{Exit, Running, Stdio};
-use crate::sandbox::{attach, caps, child, sys, Spec};
+use crate::sandbox::spawn::Exit;
+use crate::sandbox::{caps, child, console, sys, Spec};
 
 /// What to run, from `exec`'s flags.
 #[derive(Debug, Clone, Default)]
@@ -29,21 +39,99 @@ pub struct Request {
     pub interactive: bool,
 }
 
-const NAMESPACES: i32 = libc::CLONE_NEWUSER
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP;
+/// The namespaces to join, user first (it grants the right to join the
+/// others), each with its `/proc/PID/ns` name.
+const NAMESPACES: [(&str, i32); 7] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+];
+
+/// ioctl(2) requests of nsfs: `_IO(0xb7, 1)` and `_IO(0xb7, 2)`.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+
+/// Open namespace descriptors of a running container, checked.
+struct Namespaces {
+    fds: Vec<(std::fs::File, i32)>,
+}
+
+/// (device, inode): a namespace's identity.
+fn ns_id(f: &impl AsRawFd) -> std::io::Result<(u64, u64)> {
+    // SAFETY: stat is plain data; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: an open descriptor and a valid out-pointer.
+    sys::check(unsafe { libc::fstat(f.as_raw_fd(), &mut st) } as libc::c_long)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The namespace an nsfs ioctl returns (a new descriptor), as its identity.
+fn ns_related(f: &impl AsRawFd, request: libc::c_ulong) -> std::io::Result<(u64, u64)> {
+    // SAFETY: an nsfs ioctl without argument that returns a new descriptor.
+    let fd = sys::check(unsafe { libc::ioctl(f.as_raw_fd(), request) } as libc::c_long)?;
+    // SAFETY: the fresh descriptor is ours to own and close.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
+    ns_id(&owned)
+}
+
+impl Namespaces {
+    fn of_container(init: ProcId) -> std::io::Result<Namespaces> {
+        let gone = || std::io::Error::new(std::io::ErrorKind::NotFound, "the container's workload is gone");
+        let workload = init.first_child().ok_or_else(gone)?;
+        let pid = workload.pid();
+        let mut fds = Vec::new();
+        for (name, flag) in NAMESPACES {
+            let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
+            fds.push((f, flag));
+        }
+        // The pid could have been reused while we opened: check that the
+        // process we opened them from is still init's child.
+        if !init.first_child().is_some_and(|w| w.pid() == pid) || !workload.alive() {
+            return Err(gone());
+        }
+        let mine = |name: &str| std::fs::File::open(format!("/proc/self/ns/{name}")).and_then(|f| ns_id(&f));
+        let not_sandbox = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("the workload's {what} namespace is not the sandbox's own (it made a nested one); refusing to join it"),
+            )
+        };
+        let user = &fds[0].0;
+        let user_id = ns_id(user)?;
+        if ns_related(user, NS_GET_PARENT)? != mine("user")? {
+            return Err(not_sandbox("user"));
+        }
+        for (f, flag) in &fds[1..] {
+            if ns_related(f, NS_GET_USERNS)? != user_id {
+                return Err(not_sandbox("other"));
+            }
+            if *flag == libc::CLONE_NEWPID && ns_related(f, NS_GET_PARENT)? != mine("pid")? {
+                return Err(not_sandbox("pid"));
+            }
+        }
+        Ok(Namespaces { fds })
+    }
+
+    /// setns(2) into each; the process must be single-threaded.
+    fn join(&self) -> std::io::Result<()> {
+        for (f, flag) in &self.fds {
+            // SAFETY: setns with an open nsfs descriptor and its type.
+            sys::check(unsafe { libc::setns(f.as_raw_fd(), *flag) } as libc::c_long)?;
+        }
+        Ok(())
+    }
+}
 
 /// Run `req` in the container whose init is `init` and whose resolved Spec
 /// is `spec`. The caller must be single-threaded and must not hold the
 /// container's lock (the exec may run for long).
 pub fn exec(spec: &Spec, init: ProcId, req: &Request) -> Result<Exit, ContainerError> {
-    let pidfd = init
-        .open()
-        .ok_or_else(|| ContainerError::NotRunning(spec.id[..12].to_string()))?;
+    let namespaces = Namespaces::of_container(init)
+        .map_err(|e| ContainerError::io("cannot join the namespaces of", format!("container {}", &spec.id[..12]), e))?;
     let mut spec = spec.clone();
     spec.process.args = req.args.clone();
     for kv in &req.env {
@@ -59,29 +147,63 @@ pub fn exec(spec: &Spec, init: ProcId, req: &Request) -> Result<Exit, ContainerE
     spec.process.terminal = req.tty;
     spec.process.stdin = req.interactive;
 
-    // SAFETY: setns with a pidfd we own and a set of namespace flags; the
-    // process is single-threaded, as joining a user namespace requires.
-    if unsafe { libc::setns(pidfd.raw(), NAMESPACES) } != 0 {
-        return Err(ContainerError::io(
+    // The host's /dev/null, opened before we enter the container.
+    let null = if req.interactive || req.tty {
+        None
+    } else {
+        Some(
+            std::fs::File::open("/dev/null")
+                .map_err(|e| ContainerError::io("cannot open", "/dev/null", e))?,
+        )
+    };
+    namespaces.join().map_err(|e| {
+        ContainerError::io(
             "cannot join the namespaces of",
             format!("container {}", &spec.id[..12]),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let user = req.user.clone();
-    let process = spec.process.clone();
-    let exit = attach::run_with(&process, |stdio| start(&spec, user.as_deref(), stdio))?;
+            e,
+        )
+    })?;
+    // With -t, a pty from the container's own devpts, as its workload's.
+    let pair = if req.tty {
+        Some(console::open_inside().map_err(|e| ContainerError::io("cannot open", "/dev/ptmx in the container", e))?)
+    } else {
+        None
+    };
+    let signals = SignalFd::new()?;
+    let result = start(&spec, req.user.as_deref(), null.as_ref().map(|f| f.as_raw_fd()), pair.as_ref().map(|p| &p.slave));
+    drop(null);
+    let child = match result {
+        Ok(c) => c,
+        Err(e) => {
+            signals.restore();
+            return Err(e);
+        }
+    };
+    let master = pair.map(|p| p.master);
+    let exit = relay(&child, &signals, master.as_ref(), req.interactive);
+    signals.restore();
     Ok(exit)
 }
 
+/// The forked command: its pid and a pidfd on it.
+struct Child {
+    pid: i32,
+    pidfd: PidFd,
+}
+
 /// Fork the process that becomes the command, and learn whether it exec'd.
-fn start(spec: &Spec, user: Option<&str>, stdio: Stdio) -> Result<Running, SandboxError> {
-    let (err_r, err_w) = sys::pipe().map_err(|e| SandboxError::io("cannot create", "error pipe", e))?;
+fn start(
+    spec: &Spec,
+    user: Option<&str>,
+    stdin: Option<RawFd>,
+    slave: Option<&OwnedFd>,
+) -> Result<Child, ContainerError> {
+    let (err_r, err_w) = sys::pipe().map_err(|e| ContainerError::io("cannot create", "an error pipe", e))?;
     // SAFETY: fork in a single-threaded process; the child confines itself
     // and execs or reports and _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(SandboxError::io(
+        return Err(ContainerError::io(
             "cannot fork",
             "the exec process",
             std::io::Error::last_os_error(),
@@ -89,38 +211,108 @@ fn start(spec: &Spec, user: Option<&str>, stdio: Stdio) -> Result<Running, Sandb
     }
     if pid == 0 {
         drop(err_r);
-        let err = match child_main(spec, user, stdio) {
+        let err = match child_main(spec, user, stdin, slave) {
             Ok(never) => match never {},
             Err(e) => e,
         };
         child::report_and_exit(err_w.as_raw_fd(), &err);
     }
     drop(err_w);
-    let pidfd = super::process::PidFd::open(pid)
-        .map_err(|e| SandboxError::io("cannot open a pidfd on", "the exec process", e))?;
+    let pidfd =
+        PidFd::open(pid).map_err(|e| ContainerError::io("cannot open a pidfd on", "the exec process", e))?;
     // This process stays in the container's namespaces only to relay; it
     // keeps no capability there.
     let _ = caps::clear_all();
     let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
-        .map_err(|e| SandboxError::io("cannot read", "the error pipe", e))?;
-    let running = Running::adopt(pid, pidfd.into_owned())?;
+        .map_err(|e| ContainerError::io("cannot read", "the error pipe", e))?;
     if !report.is_empty() {
-        running.wait();
+        reap(pid);
         let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
             SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
         });
-        return Err(err.into());
+        return Err(SandboxError::from(err).into());
     }
-    Ok(running)
+    Ok(Child { pid, pidfd })
+}
+
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+            return status;
+        }
+    }
+}
+
+/// Forward signals, relay the terminal, and return how the command ended.
+fn relay(child: &Child, signals: &SignalFd, master: Option<&OwnedFd>, stdin: bool) -> Exit {
+    let _raw = master.map(|_| RawTerminal::enter());
+    let mut master_open = master.is_some();
+    let mut stdin_open = stdin && master.is_some();
+    let mut buf = [0u8; 8192];
+    let copy = |from: RawFd, to: RawFd, buf: &mut [u8]| -> bool {
+        // SAFETY: reading into a valid buffer of the given length.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+        n > 0 && sys::write_all(to, &buf[..n as usize]).is_ok()
+    };
+    let m = master.map_or(-1, |m| m.as_raw_fd());
+    loop {
+        let mut fds = [
+            poll_in(signals.fd.as_raw_fd()),
+            poll_in(child.pidfd.raw()),
+            poll_in(if master_open { m } else { -1 }),
+            poll_in(if stdin_open { 0 } else { -1 }),
+        ];
+        // SAFETY: four valid pollfds (negative fds are ignored).
+        if unsafe { libc::poll(fds.as_mut_ptr(), 4, -1) } < 0 {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            match signals.read() {
+                Some(libc::SIGCHLD) | None => {}
+                Some(libc::SIGWINCH) if m >= 0 => {
+                    console::copy_window_size(0, m);
+                }
+                Some(sig) => {
+                    let _ = child.pidfd.signal(sig);
+                }
+            }
+        }
+        if fds[2].revents != 0 && !copy(m, 1, &mut buf) {
+            master_open = false;
+        }
+        if fds[3].revents != 0 && !copy(0, m, &mut buf) {
+            stdin_open = false;
+        }
+        if fds[1].revents != 0 {
+            // Drain what the command wrote before it ended.
+            while master_open && copy(m, 1, &mut buf) {}
+            break;
+        }
+    }
+    Exit::from_wait_status(reap(child.pid))
+}
+
+fn poll_in(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
 }
 
 /// In the child, inside the container: stdio, the user, then the
 /// workload's own confinement and exec.
-fn child_main(spec: &Spec, user: Option<&str>, stdio: Stdio) -> Result<Infallible, SetupError> {
-    for (from, to) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
-        if from != to {
-            sys::dup2(from, to).map_err(|e| SetupError::io("cannot set up stdio", None, &e))?;
-        }
+fn child_main(
+    spec: &Spec,
+    user: Option<&str>,
+    stdin: Option<RawFd>,
+    slave: Option<&OwnedFd>,
+) -> Result<Infallible, SetupError> {
+    if let Some(fd) = stdin {
+        sys::dup2(fd, 0).map_err(|e| SetupError::io("cannot set up stdio", None, &e))?;
     }
     close_inherited()?;
     let mut spec = spec.clone();
@@ -140,7 +332,7 @@ fn child_main(spec: &Spec, user: Option<&str>, stdio: Stdio) -> Result<Infallibl
         }
         spec.process.user = resolved.user;
     }
-    child::exec_workload(&spec)
+    child::exec_workload(&spec, slave)
 }
 
 /// Nothing hutch holds (the pidfd, the container's lock) may reach the

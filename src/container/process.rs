@@ -78,9 +78,9 @@ impl ProcId {
     }
 }
 
-/// An owned pidfd.
+/// An owned pidfd, with the pid and start time it was checked against.
 #[derive(Debug)]
-pub struct PidFd(OwnedFd);
+pub struct PidFd(OwnedFd, i32);
 
 impl PidFd {
     pub fn open(pid: i32) -> std::io::Result<PidFd> {
@@ -90,11 +90,16 @@ impl PidFd {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: a fresh descriptor owned by nobody else.
-        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }, pid))
     }
 
-    pub fn into_owned(self) -> OwnedFd {
-        self.0
+    pub fn pid(&self) -> i32 {
+        self.1
+    }
+
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn alive(&self) -> bool {
+        !self.wait_exit(Some(Duration::ZERO))
     }
 
     pub fn signal(&self, sig: i32) -> std::io::Result<()> {

@@ -186,7 +186,7 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
     };
-    let running = match spawn::start(&config.spec, stdio) {
+    let mut running = match spawn::start(&config.spec, stdio) {
         Ok(r) => r,
         Err(e) => {
             failed(&report, e.to_string(), e.exit_code());
@@ -206,9 +206,14 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
     drop(report);
     shed_memory();
 
+    // With -t the workload writes to its pty: the master is its stdout.
+    let out_r = running.console.take().unwrap_or(out_r);
     pump(&running.pidfd, [out_r, err_r], &mut writer);
     let exit = running.wait();
     drop(writer);
+    if let Some(cg) = &config.spec.limits.cgroup {
+        cg.remove();
+    }
     record_exit(dir, exit)
 }
 

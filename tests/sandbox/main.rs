@@ -4,3 +4,8 @@
 mod harness;
 
 mod engine;
+mod errors;
+mod host;
+mod judge;
+mod leaks;
+mod process;
