@@ -100,7 +100,11 @@ fn log_config(opts: &[String]) -> Result<LogConfig, ContainerError> {
                     .filter(|&n| n > 0)
                     .ok_or_else(|| bad("max-file takes a positive number"))?
             }
-            _ => return Err(bad("the json-file driver takes max-size=SIZE and max-file=N")),
+            _ => {
+                return Err(bad(
+                    "the json-file driver takes max-size=SIZE and max-file=N",
+                ))
+            }
         }
     }
     Ok(cfg)

@@ -54,7 +54,11 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<i32> {
                     env.push(format!("{kv}={v}"));
                 }
             }
-            _ => return Err(failed(format!("invalid environment variable {kv:?} (hint: -e NAME=VALUE)"))),
+            _ => {
+                return Err(failed(format!(
+                    "invalid environment variable {kv:?} (hint: -e NAME=VALUE)"
+                )))
+            }
         }
     }
     let workdir = match &args.workdir {

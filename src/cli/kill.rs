@@ -8,7 +8,12 @@ use crate::container::{ops, record, Store};
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Signal to send: a name (TERM, SIGHUP) or a number
-    #[arg(short = 's', long = "signal", value_name = "SIGNAL", default_value = "KILL")]
+    #[arg(
+        short = 's',
+        long = "signal",
+        value_name = "SIGNAL",
+        default_value = "KILL"
+    )]
     pub signal: String,
 
     #[arg(value_name = "CONTAINER", required = true)]

@@ -53,9 +53,10 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<i32> {
     };
     let tail: Option<usize> = match args.tail.as_str() {
         "all" | "-1" => None,
-        n => Some(n.parse().map_err(|_| {
-            failed(format!("invalid --tail {n:?} (hint: a number, or all)"))
-        })?),
+        n => Some(
+            n.parse()
+                .map_err(|_| failed(format!("invalid --tail {n:?} (hint: a number, or all)")))?,
+        ),
     };
 
     let (dir, supervisor) = {

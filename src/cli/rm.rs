@@ -22,5 +22,7 @@ pub struct RmArgs {
 
 pub fn rm(args: RmArgs) -> anyhow::Result<i32> {
     let store = Store::open()?;
-    each(&args.containers, |name| ops::remove(&store, name, args.force))
+    each(&args.containers, |name| {
+        ops::remove(&store, name, args.force)
+    })
 }

@@ -1,5 +1,6 @@
 //! `hutch run`: flags with Docker's names and meanings, turned into a Spec.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
@@ -282,6 +283,15 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         for d in [&upper, &work] {
             paths::create_private(d)?;
         }
+        // The overlay's root takes the upper dir's mode: 0755 as an image's
+        // `/`, or users other than root cannot enter it. The container's
+        // directory above stays private.
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| paths::PathsError::Create {
+                path: upper.clone(),
+                source,
+            },
+        )?;
         UpperDir::Persistent { upper, work }
     };
 

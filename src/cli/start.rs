@@ -60,8 +60,14 @@ fn start_attached(store: &Store, name: &str) -> Result<i32, ContainerError> {
     }
     start_one(store, &id)?;
     let pidfd = store.read_state(&id)?.supervisor.and_then(|p| p.open());
-    log::follow(&dir, current, Vec::new(), pidfd.as_ref(), &log::Show::default())
-        .map_err(|e| ContainerError::io("cannot follow the log of", &dir, e))?;
+    log::follow(
+        &dir,
+        current,
+        Vec::new(),
+        pidfd.as_ref(),
+        &log::Show::default(),
+    )
+    .map_err(|e| ContainerError::io("cannot follow the log of", &dir, e))?;
     let state = store.open_locked(&id)?.state;
     Ok(state.exit_code.unwrap_or(crate::sandbox::error::EXIT_HUTCH))
 }

@@ -9,7 +9,12 @@ use crate::container::{ops, Store};
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing (default: the container's --stop-timeout, 10)
-    #[arg(short = 't', long = "time", visible_alias = "timeout", value_name = "SECONDS")]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        value_name = "SECONDS"
+    )]
     pub time: Option<u64>,
 
     #[arg(value_name = "CONTAINER", required = true)]

@@ -80,7 +80,12 @@ fn ns_related(f: &impl AsRawFd, request: libc::c_ulong) -> std::io::Result<(u64,
 
 impl Namespaces {
     fn of_container(init: ProcId) -> std::io::Result<Namespaces> {
-        let gone = || std::io::Error::new(std::io::ErrorKind::NotFound, "the container's workload is gone");
+        let gone = || {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the container's workload is gone",
+            )
+        };
         let workload = init.first_child().ok_or_else(gone)?;
         let pid = workload.pid();
         let mut fds = Vec::new();
@@ -93,7 +98,9 @@ impl Namespaces {
         if !init.first_child().is_some_and(|w| w.pid() == pid) || !workload.alive() {
             return Err(gone());
         }
-        let mine = |name: &str| std::fs::File::open(format!("/proc/self/ns/{name}")).and_then(|f| ns_id(&f));
+        let mine = |name: &str| {
+            std::fs::File::open(format!("/proc/self/ns/{name}")).and_then(|f| ns_id(&f))
+        };
         let not_sandbox = |what: &str| {
             std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -130,8 +137,13 @@ impl Namespaces {
 /// is `spec`. The caller must be single-threaded and must not hold the
 /// container's lock (the exec may run for long).
 pub fn exec(spec: &Spec, init: ProcId, req: &Request) -> Result<Exit, ContainerError> {
-    let namespaces = Namespaces::of_container(init)
-        .map_err(|e| ContainerError::io("cannot join the namespaces of", format!("container {}", &spec.id[..12]), e))?;
+    let namespaces = Namespaces::of_container(init).map_err(|e| {
+        ContainerError::io(
+            "cannot join the namespaces of",
+            format!("container {}", &spec.id[..12]),
+            e,
+        )
+    })?;
     let mut spec = spec.clone();
     spec.process.args = req.args.clone();
     for kv in &req.env {
@@ -165,12 +177,20 @@ pub fn exec(spec: &Spec, init: ProcId, req: &Request) -> Result<Exit, ContainerE
     })?;
     // With -t, a pty from the container's own devpts, as its workload's.
     let pair = if req.tty {
-        Some(console::open_inside().map_err(|e| ContainerError::io("cannot open", "/dev/ptmx in the container", e))?)
+        Some(
+            console::open_inside()
+                .map_err(|e| ContainerError::io("cannot open", "/dev/ptmx in the container", e))?,
+        )
     } else {
         None
     };
     let signals = SignalFd::new()?;
-    let result = start(&spec, req.user.as_deref(), null.as_ref().map(|f| f.as_raw_fd()), pair.as_ref().map(|p| &p.slave));
+    let result = start(
+        &spec,
+        req.user.as_deref(),
+        null.as_ref().map(|f| f.as_raw_fd()),
+        pair.as_ref().map(|p| &p.slave),
+    );
     drop(null);
     let child = match result {
         Ok(c) => c,
@@ -198,7 +218,8 @@ fn start(
     stdin: Option<RawFd>,
     slave: Option<&OwnedFd>,
 ) -> Result<Child, ContainerError> {
-    let (err_r, err_w) = sys::pipe().map_err(|e| ContainerError::io("cannot create", "an error pipe", e))?;
+    let (err_r, err_w) =
+        sys::pipe().map_err(|e| ContainerError::io("cannot create", "an error pipe", e))?;
     // SAFETY: fork in a single-threaded process; the child confines itself
     // and execs or reports and _exits.
     let pid = unsafe { libc::fork() };
@@ -218,8 +239,8 @@ fn start(
         child::report_and_exit(err_w.as_raw_fd(), &err);
     }
     drop(err_w);
-    let pidfd =
-        PidFd::open(pid).map_err(|e| ContainerError::io("cannot open a pidfd on", "the exec process", e))?;
+    let pidfd = PidFd::open(pid)
+        .map_err(|e| ContainerError::io("cannot open a pidfd on", "the exec process", e))?;
     // This process stays in the container's namespaces only to relay; it
     // keeps no capability there.
     let _ = caps::clear_all();
@@ -240,7 +261,9 @@ fn reap(pid: i32) -> i32 {
     loop {
         // SAFETY: `status` is a valid out-pointer; `pid` is our child.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+        if r == pid
+            || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+        {
             return status;
         }
     }

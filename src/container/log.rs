@@ -201,7 +201,7 @@ pub fn read_rotated(dir: &Path) -> Vec<Entry> {
             Some((n, e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut out = Vec::new();
     for (_, path) in files {
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -252,7 +252,7 @@ impl Show {
         let Some(t) = time::parse_rfc3339(&e.time) else {
             return true;
         };
-        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+        self.since.map_or(true, |s| t >= s) && self.until.map_or(true, |u| t <= u)
     }
 
     /// Print to stdout or stderr after the entry's stream.
@@ -319,7 +319,10 @@ pub fn follow(
                 emit_lines(&mut pending, show)?;
             }
             let current = std::fs::metadata(&path).ok().map(|m| m.ino());
-            let ours = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+            let ours = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
             if current.is_some() && current != ours {
                 file = File::open(&path).ok();
                 pending.clear();
@@ -398,7 +401,10 @@ mod tests {
             },
         );
         for i in 0..20 {
-            w.write(if i % 2 == 0 { "stdout" } else { "stderr" }, format!("line {i}\n").as_bytes());
+            w.write(
+                if i % 2 == 0 { "stdout" } else { "stderr" },
+                format!("line {i}\n").as_bytes(),
+            );
         }
         w.write("stdout", "quote \" and \u{1}\n".as_bytes());
         let all = read_all(&dir, open_current(&dir).as_mut(), &mut Vec::new());

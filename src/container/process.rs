@@ -66,11 +66,8 @@ impl ProcId {
     /// The first child of this process (the workload, for the sandbox's
     /// init), as a pidfd checked to be that child.
     pub fn first_child(&self) -> Option<PidFd> {
-        let text = std::fs::read_to_string(format!(
-            "/proc/{0}/task/{0}/children",
-            self.pid
-        ))
-        .ok()?;
+        let text =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid)).ok()?;
         let child: i32 = text.split_whitespace().next()?.parse().ok()?;
         let fd = PidFd::open(child).ok()?;
         let s = stat(child)?;

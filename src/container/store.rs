@@ -223,8 +223,7 @@ impl Store {
     pub fn peek(&self, id: &str) -> R<(Config, State)> {
         let config = self.read_config(id)?;
         let state = self.read_state(id)?;
-        if state.status == super::Status::Running && !state.supervisor.is_some_and(|p| p.alive())
-        {
+        if state.status == super::Status::Running && !state.supervisor.is_some_and(|p| p.alive()) {
             let c = self.open_locked(id)?;
             return Ok((c.config, c.state));
         }
@@ -399,13 +398,19 @@ mod tests {
             store.resolve("aa"),
             Err(ContainerError::Ambiguous { count: 2, .. })
         ));
-        assert!(matches!(store.resolve("ff"), Err(ContainerError::NoSuch(_))));
+        assert!(matches!(
+            store.resolve("ff"),
+            Err(ContainerError::NoSuch(_))
+        ));
         assert_eq!(store.ids().unwrap(), vec![a.clone(), b.clone()]);
 
         let c = store.open_locked("web").unwrap();
         store.remove(&c).unwrap();
         drop(c);
-        assert!(matches!(store.resolve("web"), Err(ContainerError::NoSuch(_))));
+        assert!(matches!(
+            store.resolve("web"),
+            Err(ContainerError::NoSuch(_))
+        ));
         // The name is free again.
         store.create(&mut config(&a, "web")).unwrap();
         std::fs::remove_dir_all(dir).unwrap();

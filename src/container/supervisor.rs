@@ -94,12 +94,17 @@ fn read_report(fd: &OwnedFd) -> Result<Report, ContainerError> {
 /// report pipe's read end. The caller must be single-threaded.
 fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
     let fail = |what, e| ContainerError::io(what, dir, e);
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| fail("cannot find the hutch binary for", e))?;
-    // Everything the children need is built before fork.
-    let c = |b: &[u8]| CString::new(b).map_err(|_| fail("bad path", std::io::ErrorKind::InvalidInput.into()));
-    let exe_c = c(exe.as_os_str().as_bytes())?;
-    let argv_c = [c(b"hutch")?, c(MODE.as_bytes())?, c(dir.as_os_str().as_bytes())?];
+    // Everything the children need is built before fork. /proc/self/exe
+    // is this very binary even if its file was replaced meanwhile.
+    let c = |b: &[u8]| {
+        CString::new(b).map_err(|_| fail("bad path", std::io::ErrorKind::InvalidInput.into()))
+    };
+    let exe_c = c(b"/proc/self/exe")?;
+    let argv_c = [
+        c(b"hutch")?,
+        c(MODE.as_bytes())?,
+        c(dir.as_os_str().as_bytes())?,
+    ];
     let argv: Vec<*const libc::c_char> = argv_c
         .iter()
         .map(|a| a.as_ptr())
@@ -111,7 +116,10 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
     // SAFETY: fork in a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(fail("cannot fork a supervisor for", std::io::Error::last_os_error()));
+        return Err(fail(
+            "cannot fork a supervisor for",
+            std::io::Error::last_os_error(),
+        ));
     }
     if pid == 0 {
         // SAFETY: only async-signal-safe calls on data prepared before fork,
@@ -172,7 +180,13 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
             return Err(e);
         }
     };
-    let pipes = (|| Ok::<_, std::io::Error>((sys::pipe()?, sys::pipe()?, std::fs::File::open("/dev/null")?)))();
+    let pipes = (|| {
+        Ok::<_, std::io::Error>((
+            sys::pipe()?,
+            sys::pipe()?,
+            std::fs::File::open("/dev/null")?,
+        ))
+    })();
     let ((out_r, out_w), (err_r, err_w), null) = match pipes {
         Ok(p) => p,
         Err(e) => {
@@ -200,7 +214,11 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
         (Some(init), Some(supervisor)) => send(&report, &Report::Started { init, supervisor }),
         _ => {
             let _ = running.signal(libc::SIGKILL);
-            failed(&report, "the sandbox ended before it could be recorded".into(), 125);
+            failed(
+                &report,
+                "the sandbox ended before it could be recorded".into(),
+                125,
+            );
         }
     }
     drop(report);
@@ -254,8 +272,8 @@ fn shed_memory() {
             let inode = f.nth(2).unwrap_or("0");
             // Only clean, file-backed mappings: never anything writable,
             // whose contents exist nowhere else.
-            candidate = (inode != "0" && perms.starts_with('r') && !perms.contains('w'))
-                .then_some((a, b));
+            candidate =
+                (inode != "0" && perms.starts_with('r') && !perms.contains('w')).then_some((a, b));
         } else if first == "Anonymous:" {
             // Relocated read-only data (RELRO) is a private copy: keep it.
             if f.next() == Some("0") {
@@ -303,7 +321,8 @@ fn pump(pidfd: &OwnedFd, pipes: [OwnedFd; 2], log: &mut Writer) {
                 continue;
             }
             // SAFETY: reading into a valid buffer.
-            let got = unsafe { libc::read(pipes[i].as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let got =
+                unsafe { libc::read(pipes[i].as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if got == 0 {
                 open[i] = false;
                 if !partial[i].is_empty() {
@@ -314,7 +333,9 @@ fn pump(pidfd: &OwnedFd, pipes: [OwnedFd; 2], log: &mut Writer) {
             }
             if got < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::Interrupted {
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::Interrupted
+                {
                     open[i] = false;
                 }
                 continue;

@@ -205,8 +205,14 @@ mod tests {
         let now = 1_000_000_000_000_000_000i128;
         assert_eq!(parse_since("10s", now), Some(now - 10_000_000_000));
         assert_eq!(parse_since("1h30m", now), Some(now - 5_400_000_000_000));
-        assert_eq!(parse_since("1700000000", now), Some(1_700_000_000_000_000_000));
-        assert_eq!(parse_since("1700000000.5", now), Some(1_700_000_000_500_000_000));
+        assert_eq!(
+            parse_since("1700000000", now),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_since("1700000000.5", now),
+            Some(1_700_000_000_500_000_000)
+        );
         assert_eq!(parse_since("soon", now), None);
     }
 

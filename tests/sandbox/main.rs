@@ -8,4 +8,5 @@ mod errors;
 mod host;
 mod judge;
 mod leaks;
+mod lifecycle;
 mod process;
