@@ -100,7 +100,10 @@ pub fn kill(store: &Store, key: &str, sig: i32) -> R<()> {
 /// `rm [-f]`: refuse a running container unless forced; forced, kill its
 /// supervisor (the sandbox dies with it) and wait until nothing is left.
 pub fn remove(store: &Store, key: &str, force: bool) -> R<()> {
-    let c = store.open_locked(key)?;
+    let c = match store.open_locked(key) {
+        Err(ContainerError::Corrupt { .. }) if force => return store.remove_damaged(key),
+        other => other?,
+    };
     if c.state.status == Status::Running {
         if !force {
             return Err(ContainerError::Running(c.config.name.clone()));

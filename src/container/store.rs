@@ -244,6 +244,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Remove a container whose config cannot be read (written by an
+    /// incompatible hutch, or damaged): end its supervisor if the state
+    /// still names a live one, drop its name, remove its files with the
+    /// id mapping hutch would use now.
+    pub fn remove_damaged(&self, key: &str) -> R<()> {
+        let id = self.resolve(key)?;
+        let dir = self.container_dir(&id);
+        let _lock = Lock::take(&dir)?;
+        if let Ok(state) = self.read_state(&id) {
+            if let Some(fd) = state.supervisor.and_then(|p| p.open()) {
+                let _ = fd.signal(libc::SIGKILL);
+                fd.wait_exit(Some(std::time::Duration::from_secs(30)));
+            }
+        }
+        if let Ok(names) = std::fs::read_dir(self.dir.join("names")) {
+            for link in names.flatten() {
+                if std::fs::read_link(link.path()).is_ok_and(|t| t.as_os_str() == id.as_str()) {
+                    let _ = std::fs::remove_file(link.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_file(dir.join(CONFIG));
+        let idmap = crate::sandbox::idmap::IdMapping::resolve(crate::sandbox::idmap::UsernsMode::Auto);
+        super::remove::remove_tree(&dir, &idmap)
+    }
+}
+
 impl Container {
     pub fn save(&self) -> R<()> {
         write_json(&self.dir.join(STATE), &self.state)

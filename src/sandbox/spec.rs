@@ -98,6 +98,7 @@ pub struct Spec {
     pub process: Process,
     pub policy: Policy,
     /// Resource limits and how each is enforced here.
+    #[serde(default)]
     pub limits: Enforcement,
     /// A private directory for this sandbox on the host (mount staging).
     pub scratch: PathBuf,
