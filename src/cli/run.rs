@@ -1,5 +1,6 @@
 //! `hutch run`: flags with Docker's names and meanings, turned into a Spec.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
@@ -85,6 +86,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
+    /// Name the container (default: a generated name)
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Log options of the json-file driver: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "OPT=VALUE")]
+    pub log_opt: Vec<String>,
+
+    /// Signal that `stop` sends first (default SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+
     /// Set an environment variable (NAME=VALUE, or NAME to copy it from here)
     #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
@@ -161,7 +178,22 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// `run`: the options of `create`, plus `-d`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Run in the background and print the container's id
+    #[arg(short = 'd', long = "detach")]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
+    if cmd.detach {
+        return crate::cli::create::run_detached(cmd.args);
+    }
+    let args = cmd.args;
     let judged = args.limits.wants_report();
     let started = build_spec(&args)
         .map_err(anyhow::Error::from)
@@ -310,6 +342,15 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         if let Some(image) = &image_id {
             record_container(&dir, &id, image)?;
         }
+        // The overlay's root takes the upper dir's mode: 0755 as an image's
+        // `/`, or users other than root cannot enter it. The container's
+        // directory above stays private.
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| paths::PathsError::Create {
+                path: upper.clone(),
+                source,
+            },
+        )?;
         UpperDir::Persistent { upper, work }
     };
 
