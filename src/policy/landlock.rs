@@ -14,7 +14,7 @@ use landlock::{
     AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The filesystem rights a profile may grant, with the ABI that added each.
 pub const FS_RIGHTS: &[(&str, AccessFs, u32)] = &[
@@ -98,7 +98,7 @@ fn right(name: &str) -> (AccessFs, u32) {
         .expect("rights() only returns known names")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScopeKind {
     AbstractUnixSocket,
     Signal,
@@ -123,7 +123,7 @@ impl ScopeKind {
 }
 
 /// Where a path rule applies inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Path(PathBuf),
     /// `@writable`: every path the sandbox may write (volumes, tmpfs mounts,
@@ -199,13 +199,15 @@ fn found_text(found: u32) -> String {
 }
 
 /// What one model enforces on one kernel.
-#[derive(Debug, Clone, Serialize)]
+/// Serialisable so a container's record can carry it to its supervisor
+/// and to `exec` (rights as the kernel's bit masks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// The kernel's ABI.
     pub abi: u32,
-    #[serde(skip)]
+    #[serde(with = "fs_bits")]
     pub handled_fs: BitFlags<AccessFs>,
-    #[serde(skip)]
+    #[serde(with = "fs_paths")]
     pub paths: Vec<(Target, BitFlags<AccessFs>)>,
     pub tcp_bind: Option<Vec<u16>>,
     pub tcp_connect: Option<Vec<u16>>,
@@ -506,5 +508,41 @@ mod tests {
         assert_eq!(rights("read").unwrap(), vec!["read-file", "read-dir"]);
         assert_eq!(rights("truncate").unwrap(), vec!["truncate"]);
         assert!(rights("fly").is_none());
+    }
+}
+
+/// `BitFlags<AccessFs>` as its bits.
+mod fs_bits {
+    use landlock::{AccessFs, BitFlags};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &BitFlags<AccessFs>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(f.bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BitFlags<AccessFs>, D::Error> {
+        Ok(BitFlags::from_bits_truncate(u64::deserialize(d)?))
+    }
+}
+
+/// Path rules with their rights as bits.
+mod fs_paths {
+    use landlock::{AccessFs, BitFlags};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Target;
+
+    type Rules = Vec<(Target, BitFlags<AccessFs>)>;
+
+    pub fn serialize<S: Serializer>(rules: &Rules, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<(&Target, u64)> = rules.iter().map(|(t, f)| (t, f.bits())).collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rules, D::Error> {
+        let v: Vec<(Target, u64)> = Vec::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|(t, b)| (t, BitFlags::from_bits_truncate(b)))
+            .collect())
     }
 }

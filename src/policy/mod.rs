@@ -94,7 +94,10 @@ pub enum PolicyError {
 }
 
 /// A policy resolved for one run. `unconfined` applies nothing.
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a container's record keeps its resolved policy, and the
+/// supervisor and `exec` apply it again from there.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Policy {
     pub name: String,
     seccomp: Option<Arc<Compiled>>,

@@ -268,6 +268,45 @@ pub struct Compiled {
     pub programs: Vec<BpfProgram>,
 }
 
+/// As `[code, jt, jf, k]` instructions: a container's record carries the
+/// filter it was created with to its supervisor and to `exec`.
+impl serde::Serialize for Compiled {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<Vec<[u32; 4]>> = self
+            .programs
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|i| [i.code as u32, i.jt as u32, i.jf as u32, i.k])
+                    .collect()
+            })
+            .collect();
+        serde::Serialize::serialize(&v, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compiled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compiled, D::Error> {
+        let v: Vec<Vec<[u32; 4]>> = serde::Deserialize::deserialize(d)?;
+        let programs = v
+            .into_iter()
+            .map(|p| {
+                p.into_iter()
+                    .map(|[code, jt, jf, k]| {
+                        Ok(seccompiler::sock_filter {
+                            code: u16::try_from(code).map_err(serde::de::Error::custom)?,
+                            jt: u8::try_from(jt).map_err(serde::de::Error::custom)?,
+                            jf: u8::try_from(jf).map_err(serde::de::Error::custom)?,
+                            k,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, D::Error>>()
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Ok(Compiled { programs })
+    }
+}
+
 #[derive(Default)]
 struct Chains(BTreeMap<i64, Option<Vec<SeccompRule>>>);
 
