@@ -9,6 +9,8 @@
 # bwrap (0.8 on Debian 12) has no overlay option, so it gets the rootfs as a
 # read-only bind; hutch pays for an overlay with a private upper dir on top.
 # Podman gets an image imported from the same rootfs and --network=none.
+# `hutch --policy unconfined` (no seccomp, no Landlock, as bwrap by default)
+# shows the engine's own share; `--userns=single` the newuidmap helpers'.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-200}
@@ -39,6 +41,7 @@ rootfs=$work/rootfs
 cmds=(
     "hutch|$hutch run --rm --rootfs $rootfs true"
     "hutch --userns=single|$hutch run --rm --userns=single --rootfs $rootfs true"
+    "hutch --policy unconfined|$hutch run --rm --policy unconfined --rootfs $rootfs true"
     "bwrap|bwrap --unshare-all --unshare-user --uid 0 --gid 0 --new-session --die-with-parent --ro-bind $rootfs / --proc /proc --dev /dev --tmpfs /tmp true"
 )
 if command -v podman >/dev/null; then
