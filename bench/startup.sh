@@ -28,7 +28,7 @@ if [ "$(id -u)" = 0 ]; then
         bash "$here/bench/startup.sh" "$runs"
 fi
 
-for tool in hyperfine bwrap python3; do
+for tool in bwrap python3; do
     command -v "$tool" >/dev/null || { echo "startup.sh: $tool is missing (hint: apt-get install ${tool/bwrap/bubblewrap})" >&2; exit 1; }
 done
 hutch=${HUTCH:-$here/target/release/hutch}
@@ -58,34 +58,35 @@ if command -v podman >/dev/null; then
     cmds+=("podman|podman run --rm --network=none ${runtime[*]} $image true")
 fi
 
-names=()
-args=()
-for c in "${cmds[@]}"; do
-    names+=("${c%%|*}")
-    args+=(--command-name "${c%%|*}" "${c#*|}")
-done
-# Podman takes ~100x as long per run: cap its runs so the bench stays short.
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/fast.json" \
-    "${args[@]:0:$((${#args[@]} - 3))}" >/dev/null
-if command -v podman >/dev/null; then
-    hyperfine -N --warmup 2 --runs 20 --export-json "$work/podman.json" \
-        "${args[@]: -3}" >/dev/null
-fi
-
-python3 - "$work"/*.json <<'PY'
-import json, statistics, sys
-res = {}
-for f in sys.argv[1:]:
-    for r in json.load(open(f))["results"]:
-        res[r["command"]] = statistics.median(r["times"]) * 1000
+# Interleaved rounds (each round runs every command once, in a shuffled
+# order) so that load from elsewhere on the machine hits all alike.
+# Podman takes ~50x as long per run: it runs in one round out of ten.
+python3 - "$runs" "${cmds[@]}" <<'PY'
+import random, shlex, statistics, subprocess, sys, time
+runs = int(sys.argv[1])
+cmds = [c.split("|", 1) for c in sys.argv[2:]]
+times = {name: [] for name, _ in cmds}
+for _ in range(5):  # warm-up
+    for name, cmd in cmds:
+        subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for i in range(runs):
+    order = cmds[:]
+    random.shuffle(order)
+    for name, cmd in order:
+        if name == "podman" and i % 10:
+            continue
+        t0 = time.perf_counter()
+        r = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            sys.exit(f"startup.sh: {name} failed ({r.returncode}): {cmd}")
+res = {name: statistics.median(t) * 1000 for name, t in times.items()}
 base = res["hutch"]
-print(f"{'command':<24}{'median':>10}  vs hutch")
+print(f"{'command':<28}{'runs':>6}{'median':>11}  vs hutch")
 for name, ms in res.items():
-    print(f"{name:<24}{ms:>8.2f}ms  {ms / base:6.2f}x")
-b = res.get("bwrap")
-p = res.get("podman")
-if b:
-    print(f"hutch / bwrap = {base / b:.2f} (target <= 1.5)")
-if p:
-    print(f"podman / hutch = {p / base:.1f} (target >= 20)")
+    print(f"{name:<28}{len(times[name]):>6}{ms:>9.2f}ms  {ms / base:6.2f}x")
+if "bwrap" in res:
+    print(f"hutch / bwrap = {base / res['bwrap']:.2f} (target <= 1.5)")
+if "podman" in res:
+    print(f"podman / hutch = {res['podman'] / base:.1f} (target >= 20)")
 PY
