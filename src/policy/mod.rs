@@ -624,8 +624,13 @@ mod tests {
             for entry in
                 std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             {
-                let path = entry.unwrap().path();
-                f(&std::fs::read(&path).unwrap());
+                let data = std::fs::read(entry.unwrap().path()).unwrap();
+                f(&data);
+                // Cheap extra cases: every prefix at a prime stride, so
+                // errors at arbitrary offsets are exercised too.
+                for end in (0..data.len()).step_by(53) {
+                    f(&data[..end]);
+                }
                 seen += 1;
             }
         }
