@@ -4,5 +4,9 @@
 mod harness;
 
 mod engine;
+mod errors;
+mod host;
 mod judge;
+mod leaks;
 mod policy;
+mod process;
