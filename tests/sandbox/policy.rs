@@ -484,3 +484,42 @@ fn compiled_filters_are_cached_by_profile_hash() {
     let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
     assert_eq!(inode, after);
 }
+
+/// Rules with their own actions beat both the allowlist and the default,
+/// conditions included.
+#[test]
+fn rule_actions_override_the_allowlist_and_the_default() {
+    let p = profile(
+        "policy-actions",
+        r#"
+extends = "default"
+[[seccomp.rule]]
+why = "test: an errno rule on a call the default refuses"
+syscalls = ["keyctl"]
+action = "errno"
+errno = "ENOTTY"
+[[seccomp.rule]]
+why = "test: an errno rule on AF_UNIX only, a call the allowlist allows"
+syscalls = ["socket"]
+action = "errno"
+errno = "EMLINK"
+args = [{ index = 0, op = "eq", value = 1, width = 32 }]
+[[seccomp.rule]]
+why = "test: kill"
+syscalls = ["mount"]
+action = "kill-process"
+"#,
+    );
+    let policy = ["--policy", p.to_str().unwrap()];
+    let ops = ["keyctl", "socket-unix", "socket-inet", "add_key"];
+    let got: Vec<String> = answers(&probe_run(&policy, &ops), &ops)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(got, ["ENOTTY", "EMLINK", "OK", "EPERM"]);
+
+    // SIGSYS (31) ends the workload: 128 + 31, after what it printed.
+    let out = probe_run(&policy, &["fork", "mount", "fork"]);
+    assert_eq!(out.code, 159, "{out:#?}");
+    assert_eq!(out.stdout, "fork: OK\n", "{out:#?}");
+}
