@@ -474,38 +474,45 @@ pub fn default_landlock_summary() -> String {
 pub mod fuzzing {
     use super::*;
 
-    /// Parse a hutch profile and compile whatever parses.
-    pub fn profile(data: &[u8]) {
+    /// Parse a hutch profile and compile whatever parses. True when it
+    /// parsed.
+    pub fn profile(data: &[u8]) -> bool {
         let Ok(text) = std::str::from_utf8(data) else {
-            return;
+            return false;
         };
-        if let Ok(layer) = profile::parse(text, "fuzz.toml") {
-            let p = profile::merge(Profile::default(), layer);
-            if let Some(m) = &p.seccomp {
-                for arch in Arch::ALL {
-                    let _ = seccomp::compile(m, arch);
-                }
-            }
-            if let Some(m) = &p.landlock {
-                let _ = Plan::new(m, 7).map(|p| p.describe());
+        let Ok(layer) = profile::parse(text, "fuzz.toml") else {
+            return false;
+        };
+        let p = profile::merge(Profile::default(), layer);
+        if let Some(m) = &p.seccomp {
+            for arch in Arch::ALL {
+                let _ = seccomp::compile(m, arch);
             }
         }
+        if let Some(m) = &p.landlock {
+            let _ = Plan::new(m, 7).map(|p| p.describe());
+        }
+        true
     }
 
     /// Parse a Docker/OCI seccomp JSON profile and compile whatever parses.
-    pub fn docker_json(data: &[u8]) {
+    /// True when it parsed.
+    pub fn docker_json(data: &[u8]) -> bool {
         let Ok(text) = std::str::from_utf8(data) else {
-            return;
+            return false;
         };
+        let mut parsed = false;
         for arch in Arch::ALL {
             let host = docker::Host {
                 arch,
                 kernel: (6, 1),
             };
             if let Ok(c) = docker::parse(text, "fuzz.json", host) {
+                parsed = true;
                 let _ = seccomp::compile(&c.model, arch);
             }
         }
+        parsed
     }
 }
 
@@ -617,19 +624,27 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         let mut seen = 0;
         for (target, f) in [
-            ("profile", fuzzing::profile as fn(&[u8])),
+            ("profile", fuzzing::profile as fn(&[u8]) -> bool),
             ("docker_json", fuzzing::docker_json),
         ] {
             let dir = root.join(target);
             for entry in
                 std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             {
-                let data = std::fs::read(entry.unwrap().path()).unwrap();
-                f(&data);
+                let path = entry.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let parsed = f(&data);
+                // Seeds named ok-* are valid inputs and must stay so.
+                let name = path.file_name().unwrap().to_string_lossy();
+                assert!(
+                    !name.starts_with("ok-") || parsed,
+                    "{} no longer parses",
+                    path.display()
+                );
                 // Cheap extra cases: every prefix at a prime stride, so
                 // errors at arbitrary offsets are exercised too.
                 for end in (0..data.len()).step_by(53) {
-                    f(&data[..end]);
+                    let _ = f(&data[..end]);
                 }
                 seen += 1;
             }
