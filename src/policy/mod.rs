@@ -605,6 +605,47 @@ mod tests {
         }
     }
 
+    /// Every syscall `default` lets through, Docker's default profile lets
+    /// through too (for a process without capabilities, as hutch's are).
+    #[test]
+    fn default_allows_nothing_docker_refuses() {
+        let json = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seccomp/docker-default.json"),
+        )
+        .unwrap();
+        let ours = load_profile(&Source::parse("default").unwrap())
+            .unwrap()
+            .seccomp
+            .unwrap();
+        for arch in Arch::ALL {
+            let host = docker::Host {
+                arch,
+                kernel: (6, 18),
+            };
+            let docker = docker::parse(&json, "docker-default.json", host)
+                .unwrap()
+                .model;
+            let allowed = |m: &SeccompModel| -> Vec<String> {
+                m.effective_rules()
+                    .into_iter()
+                    .filter(|r| r.action == seccomp::Action::Allow)
+                    .filter(|r| r.arch.map_or(true, |a| a == arch))
+                    .flat_map(|r| r.syscalls)
+                    .filter(|s| arch.syscall(s).is_some())
+                    .collect()
+            };
+            let theirs = allowed(&docker);
+            let extra: Vec<String> = allowed(&ours)
+                .into_iter()
+                .filter(|s| !theirs.contains(s))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{arch:?}: default allows {extra:?}, Docker does not"
+            );
+        }
+    }
+
     #[test]
     fn names_and_paths_resolve() {
         assert!(matches!(
