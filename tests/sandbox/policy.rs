@@ -32,12 +32,16 @@ const FORBIDDEN: &[&str] = &[
 
 /// Run the probe in the busybox rootfs with extra `hutch run` flags.
 fn probe_run(flags: &[&str], ops: &[&str]) -> Out {
+    probe_run_as(User::Sub, flags, ops)
+}
+
+fn probe_run_as(user: User, flags: &[&str], ops: &[&str]) -> Out {
     let vol = probe_volume();
     let mut args: Vec<&str> = vec!["-v", &vol];
     args.extend_from_slice(flags);
     args.push("/probe/probe");
     args.extend_from_slice(ops);
-    hutch(User::Sub).run_rootfs(args).run()
+    hutch(user).run_rootfs(args).run()
 }
 
 /// The probe's answer per op, asserting it ran and answered every op.
@@ -76,8 +80,10 @@ fn profile(name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn default_refuses_every_listed_operation_with_eperm() {
-    let out = probe_run(&[], FORBIDDEN);
-    assert_all(&out, FORBIDDEN, "EPERM");
+    for user in [User::Sub, User::NoSub] {
+        let out = probe_run_as(user, &[], FORBIDDEN);
+        assert_all(&out, FORBIDDEN, "EPERM");
+    }
 }
 
 /// EPERM could also come from the missing capabilities; a profile that
