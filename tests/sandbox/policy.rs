@@ -446,6 +446,15 @@ fn policy_show_and_check() {
         "{text}"
     );
     assert!(text.contains("landlock: kernel ABI"), "{text}");
+    // hutch info says which Landlock ABI the default policy enforces here.
+    let info = hutch(User::Sub).args(["info"]).run();
+    let line = info
+        .ok()
+        .lines()
+        .find(|l| l.trim_start().starts_with("default policy:"))
+        .unwrap_or_else(|| panic!("{info:#?}"))
+        .to_string();
+    assert!(line.contains("enforces ABI"), "{line}");
     hutch(User::Sub)
         .args(["policy", "show", "nope"])
         .run()
