@@ -90,12 +90,12 @@ pub fn rights(name: &str) -> Option<Vec<&'static str>> {
         .map(|(_, v)| v.to_vec())
 }
 
-fn right(name: &str) -> (AccessFs, u32) {
+/// The right of one name from [`FS_RIGHTS`]; an unknown name grants nothing.
+fn right(name: &str) -> BitFlags<AccessFs> {
     FS_RIGHTS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|&(_, a, v)| (a, v))
-        .expect("rights() only returns known names")
+        .map_or(BitFlags::EMPTY, |&(_, a, _)| a.into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -290,7 +290,7 @@ impl Plan {
                 let access = p
                     .access
                     .iter()
-                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n).0);
+                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n));
                 (p.target.clone(), access & handled_fs)
             })
             .collect();
