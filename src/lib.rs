@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod net;
 pub mod paths;
 pub mod policy;
 pub mod sandbox;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod info;
 pub mod limits;
+pub mod network;
 pub mod run;
 pub mod security;
 

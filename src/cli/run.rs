@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args};
 
 use crate::cli::limits::{JudgeArgsError, LimitArgs};
+use crate::cli::network::NetworkArgs;
 use crate::cli::security::SecurityArgs;
 use crate::paths;
 use crate::sandbox::attach;
@@ -55,6 +56,8 @@ pub enum RunError {
     Limits(#[from] JudgeArgsError),
     #[error(transparent)]
     LimitPlan(#[from] crate::sandbox::limits::LimitError),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error(transparent)]
     Idmap(#[from] crate::sandbox::idmap::IdmapError),
 }
@@ -131,6 +134,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
@@ -272,6 +278,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stdin: args.interactive,
         },
         policy: args.security.resolve()?,
+        network: args.network.resolve()?,
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,

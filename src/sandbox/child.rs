@@ -74,6 +74,15 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
 
     stdio(fds)?;
 
+    if spec.network.private_namespace() {
+        // As Docker does: any port may be bound inside the sandbox's own
+        // network namespace, even without capabilities. This /proc/sys
+        // file belongs to the netns we are in, not the host's.
+        std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(|e| {
+            SetupError::io("cannot write", Some("net.ipv4.ip_unprivileged_port_start".into()), &e)
+        })?;
+    }
+
     // 2-4. The root filesystem: private propagation, overlay or host dirs,
     //      volumes, /proc, /dev, /sys, pivot_root, masked paths.
     rootfs::build(spec)?;
