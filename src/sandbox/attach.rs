@@ -7,6 +7,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::console;
 use super::error::SandboxError;
 use super::init;
 use super::report::{Breach, Outcome};
@@ -36,12 +37,7 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
 pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
     let limited_output = spec.limits.limits.output.is_some();
-    let pty = if proc.terminal {
-        Some(Pty::open()?)
-    } else {
-        None
-    };
-    let devnull = if proc.stdin || pty.is_some() || io.stdin.is_some() {
+    let devnull = if proc.stdin || proc.terminal || io.stdin.is_some() {
         None
     } else {
         Some(dup_null()?)
@@ -50,22 +46,21 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let err_dest = io.stderr.as_ref().map_or(2, |f| f.as_raw_fd());
     // With an output limit, stdout and stderr pass through hutch, which
     // counts them; otherwise the workload writes to them directly.
-    let pipes = if limited_output && pty.is_none() {
+    let pipes = if limited_output && !proc.terminal {
         let p = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
         Some((p("stdout pipe")?, p("stderr pipe")?))
     } else {
         None
     };
-    let stdio = match (&pty, &pipes) {
-        (Some(p), _) => Stdio {
-            stdin: io
-                .stdin
-                .as_ref()
-                .map_or(p.slave.as_raw_fd(), |f| f.as_raw_fd()),
-            stdout: p.slave.as_raw_fd(),
-            stderr: p.slave.as_raw_fd(),
+    let stdio = match (proc.terminal, &pipes) {
+        // With -t the child only reads the user's window size from these;
+        // the workload's stdio is a pty the child opens inside the sandbox.
+        (true, _) => Stdio {
+            stdin: 0,
+            stdout: 1,
+            stderr: 2,
         },
-        (None, pipes) => Stdio {
+        (false, pipes) => Stdio {
             stdin: io
                 .stdin
                 .as_ref()
@@ -80,7 +75,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let started_at = Instant::now();
     let started = spawn::start(spec, stdio);
     drop(devnull);
-    let running = match started {
+    let mut running = match started {
         Ok(r) => r,
         Err(e) => {
             signals.restore();
@@ -105,12 +100,11 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         last_watched_cpu: Duration::ZERO,
     };
     let raw;
-    if let Some(mut pty) = pty {
-        drop(std::mem::replace(&mut pty.slave, dup_null()?));
+    if let Some(master) = running.console.take() {
         raw = RawTerminal::enter();
-        pty.copy_size_from_terminal();
+        copy_window_size(master.as_raw_fd());
         relay.stdin_open = proc.stdin && io.stdin.is_none();
-        relay.sources.push(Source::new(pty.master, out_dest));
+        relay.sources.push(Source::new(master, out_dest));
     } else {
         raw = RawTerminal { saved: None };
     }
@@ -341,25 +335,17 @@ fn copy_chunk(from: RawFd, to: RawFd, max: u64) -> Option<(u64, u64)> {
 }
 
 fn copy_window_size(master: RawFd) {
-    // SAFETY: winsize is plain data; the ioctls read and write it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0
-            || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0
-        {
-            libc::ioctl(master, libc::TIOCSWINSZ, &ws);
-        }
-    }
+    let _ = console::copy_window_size(0, master) || console::copy_window_size(1, master);
 }
 
 /// A signalfd for the forwarded signals, with the old mask kept to restore.
-struct SignalFd {
-    fd: OwnedFd,
+pub(crate) struct SignalFd {
+    pub(crate) fd: OwnedFd,
     old: libc::sigset_t,
 }
 
 impl SignalFd {
-    fn new() -> Result<SignalFd, SandboxError> {
+    pub(crate) fn new() -> Result<SignalFd, SandboxError> {
         let set = init::blocked_set();
         // SAFETY: sigset_t is plain data; sigprocmask fills `old`.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -379,7 +365,7 @@ impl SignalFd {
         Ok(SignalFd { fd, old })
     }
 
-    fn read(&self) -> Option<i32> {
+    pub(crate) fn read(&self) -> Option<i32> {
         // SAFETY: plain data.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -394,60 +380,19 @@ impl SignalFd {
         (n == size as isize).then_some(info.ssi_signo as i32)
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         // SAFETY: restoring the mask saved in new().
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }
 }
 
-struct Pty {
-    master: OwnedFd,
-    slave: OwnedFd,
-}
-
-impl Pty {
-    fn open() -> Result<Pty, SandboxError> {
-        let (mut m, mut s) = (-1, -1);
-        // SAFETY: openpty writes two descriptors; the name, termios and
-        // winsize pointers may be NULL.
-        let ret = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        if ret < 0 {
-            return Err(SandboxError::io(
-                "cannot open",
-                "a pseudo-terminal",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fresh descriptors from openpty, owned by us alone.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-        // SAFETY: fcntl on our own descriptors.
-        unsafe {
-            libc::fcntl(m, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(s, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        Ok(Pty { master, slave })
-    }
-
-    fn copy_size_from_terminal(&self) {
-        copy_window_size(self.master.as_raw_fd());
-    }
-}
-
 /// The user's terminal in raw mode for as long as this lives.
-struct RawTerminal {
+pub(crate) struct RawTerminal {
     saved: Option<libc::termios>,
 }
 
 impl RawTerminal {
-    fn enter() -> RawTerminal {
+    pub(crate) fn enter() -> RawTerminal {
         // SAFETY: termios is plain data; tcgetattr fills it, cfmakeraw edits
         // a copy, tcsetattr applies it to fd 0 only if fd 0 is a terminal.
         unsafe {

@@ -9,6 +9,7 @@ pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod child;
+pub mod console;
 pub mod error;
 pub mod idmap;
 pub mod init;

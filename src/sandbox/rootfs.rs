@@ -98,7 +98,9 @@ pub fn build(spec: &Spec) -> R<()> {
             };
             let merged = scratch.join("root");
             mkdir(&merged, 0o755)?;
-            overlay(spec.overlay, lowers, &upper, &work, &merged)?;
+            if overlay(spec.overlay, lowers, &upper, &work, &merged)? == Overlay::Fuse {
+                leave_fuse_daemon_behind()?;
+            }
             merged
         }
     };
@@ -199,13 +201,40 @@ fn host_root(root: &Path) -> R<()> {
     Ok(())
 }
 
+/// Which overlay got mounted.
+#[derive(Debug, PartialEq, Eq)]
+enum Overlay {
+    Kernel,
+    Fuse,
+}
+
+/// `pivot_root` moves the root of every process in the mount namespace
+/// that sits on the old root, fuse-overlayfs included: its own paths would
+/// then resolve through its own mount and deadlock. So the sandbox moves on
+/// to a copy of the namespace (as Podman's containers do from the pause
+/// process's) and leaves the daemon in this one with the host's root.
+fn leave_fuse_daemon_behind() -> R<()> {
+    // SAFETY: unshare takes only flags.
+    let ret = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+    sys::check(ret as libc::c_long)
+        .map_err(|e| SetupError::io("cannot create a mount namespace", None, &e))?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| SetupError::io("cannot make mount propagation private", on("/"), &e))
+}
+
 fn overlay(
     driver: OverlayDriver,
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     merged: &Path,
-) -> R<()> {
+) -> R<Overlay> {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -228,7 +257,7 @@ fn overlay(
             libc::MS_NOSUID | libc::MS_NODEV,
             Some(&format!("{opts},userxattr")),
         ) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Overlay::Kernel),
             Err(e) if driver == OverlayDriver::Kernel => {
                 return Err(SetupError::io("cannot mount overlay", on("/"), &e).hint(
                     "kernel overlayfs in user namespaces needs Linux 5.11; use --overlay=fuse with fuse-overlayfs installed",
@@ -245,9 +274,10 @@ fn overlay(
         .arg(&opts)
         .arg(merged)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .status();
     match status {
-        Ok(s) if s.success() => Ok(()),
+        Ok(s) if s.success() => Ok(Overlay::Fuse),
         Ok(s) => Err(SetupError::msg(
             "cannot mount overlay on /",
             format!("{kernel_reason}fuse-overlayfs exited with {s}"),

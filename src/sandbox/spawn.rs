@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::child::{self, ChildFds};
+use super::console;
 use super::error::{SandboxError, SetupError};
 use super::init;
 use super::spec::Spec;
@@ -51,6 +52,8 @@ pub struct Running {
     /// Held for the sandbox's whole life: signals through it can never reach
     /// a process that reused the pid.
     pub pidfd: OwnedFd,
+    /// With `-t`: the master of the pty the workload's stdio is on.
+    pub console: Option<OwnedFd>,
     status: OwnedFd,
     /// The user-mode network helper, if any; killed when this is dropped.
     pub net: Option<crate::net::NetHelper>,
@@ -88,6 +91,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     let (sync_r, sync_w) = pipe("sync pipe")?;
     let (err_r, err_w) = pipe("error pipe")?;
     let (status_r, status_w) = pipe("status pipe")?;
+    let console_pair = if spec.process.terminal {
+        Some(
+            console::socket_pair()
+                .map_err(|e| SandboxError::io("cannot create", "console socket", e))?,
+        )
+    } else {
+        None
+    };
 
     let set = init::blocked_set();
     // SAFETY: blocking signals in this (single) thread with an initialised set.
@@ -128,6 +139,7 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
                 sync: sync_r.as_raw_fd(),
                 error: err_w.as_raw_fd(),
                 status: status_w.as_raw_fd(),
+                console: console_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
                 stdin: stdio.stdin,
                 stdout: stdio.stdout,
                 stderr: stdio.stderr,
@@ -138,9 +150,11 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     // SAFETY: clone3 wrote a fresh pidfd that only we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop((sync_r, err_w, status_w));
+    let console_sock = console_pair.map(|(ours, _theirs)| ours);
     let mut running = Running {
         pid,
         pidfd,
+        console: None,
         status: status_r,
         net: None,
     };
@@ -168,6 +182,21 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     sys::write_all(sync_w.as_raw_fd(), b"1")
         .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
     drop(sync_w);
+
+    if let Some(sock) = &console_sock {
+        // None: the child failed before opening the pty; the error pipe says why.
+        match console::recv_fd(sock.as_raw_fd()) {
+            Ok(master) => running.console = master,
+            Err(e) => {
+                running.kill_and_reap();
+                return Err(SandboxError::io(
+                    "cannot receive",
+                    "the sandbox's terminal",
+                    e,
+                ));
+            }
+        }
+    }
 
     // EOF on the error pipe: the workload exec'd (the pipe is close-on-exec).
     let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)

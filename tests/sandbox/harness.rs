@@ -88,9 +88,24 @@ pub fn hutch_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         assert_root();
-        let dir = fixtures_dir().join("bin");
+        // One copy per build (target dir): suites of other checkouts running
+        // on the same machine must not swap the binary under this one.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_BIN_EXE_hutch").hash(&mut hasher);
+        let dir = fixtures_dir()
+            .join("bin")
+            .join(format!("{:016x}", hasher.finish()));
         std::fs::create_dir_all(&dir).unwrap();
-        let dst = dir.join("hutch");
+        // Named after the build it comes from: test runs of other
+        // worktrees share FIXTURES and must not swap binaries under us.
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            env!("CARGO_BIN_EXE_hutch").hash(&mut h);
+            h.finish()
+        };
+        let dst = dir.join(format!("hutch-{build:016x}"));
         let tmp = dir.join(format!("hutch.{}", std::process::id()));
         std::fs::copy(env!("CARGO_BIN_EXE_hutch"), &tmp).unwrap();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -290,6 +305,153 @@ impl Hutch {
     }
 }
 
+/// A hutch started in the background, its stdout read line by line, for
+/// tests that act while the sandbox runs (signals, kills, terminals).
+pub struct Live {
+    pub child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Hutch {
+    /// Start hutch with piped stdout and stderr (and stdin when given).
+    pub fn spawn(mut self) -> Live {
+        use std::io::{BufRead, Read};
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn hutch");
+        if let Some(data) = self.stdin.take() {
+            let mut sin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = sin.write_all(&data);
+            });
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Live {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+}
+
+impl Live {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait for the next stdout line containing `needle` (the sandbox's own
+    /// "ready" or acknowledgement), failing the test after [`TIMEOUT`].
+    #[track_caller]
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(TIMEOUT) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {needle:?} from the sandbox ({e}); got {:?}",
+                    self.stdout
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child we spawned and have not reaped.
+        let r = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Wait for hutch to end and collect what it wrote.
+    pub fn finish(mut self) -> Out {
+        let pid = self.pid();
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(TIMEOUT) {
+            Ok(r) => r.expect("wait for hutch"),
+            Err(_) => {
+                // SAFETY: killing the child we spawned.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("hutch did not finish within {TIMEOUT:?}");
+            }
+        };
+        while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.join().unwrap_or_default();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join("\n"),
+            stderr,
+        }
+    }
+}
+
+/// The pids of every descendant of `pid` (children, grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A pidfd for `pid`, or None if it is already gone.
+pub fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes integers and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Wait until the process behind `fd` has exited (and been reaped by its
+/// parent or not: a pidfd turns readable on exit); false after `timeout`.
+pub fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
+    n == 1
+}
+
 /// tests/programs/*.c built once with `gcc -static` into a directory the
 /// test users can read; bind it into a sandbox with [`programs_volume`].
 pub fn programs_dir() -> &'static Path {
@@ -304,19 +466,46 @@ pub fn programs_dir() -> &'static Path {
             if path.extension().and_then(|e| e.to_str()) != Some("c") {
                 continue;
             }
-            let out = dst.join(path.file_stem().unwrap());
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let status = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&tmp)
-                .arg(&path)
-                .status()
-                .expect("run gcc (scripts/setup-host.sh installs it)");
-            assert!(status.success(), "gcc failed on {}", path.display());
-            std::fs::rename(&tmp, &out).unwrap();
+            build_static(&path, &dst.join(path.file_stem().unwrap()));
         }
         dst
     })
+}
+
+/// Compile one C file with `gcc -static` into `out`, atomically.
+fn build_static(src: &Path, out: &Path) {
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(src)
+        .status()
+        .expect("run gcc (scripts/setup-host.sh installs it)");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    std::fs::rename(&tmp, out).unwrap();
+}
+
+/// The policy probe (tests/probe/probe.c), built once into
+/// /tmp/hutch-test/probe/; bind it with [`probe_volume`] and run
+/// `/probe/probe OP...`.
+pub fn probe() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        assert_root();
+        let dst = fixtures_dir().join("probe");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        build_static(
+            &project_dir().join("tests/probe/probe.c"),
+            &dst.join("probe"),
+        );
+        dst
+    })
+}
+
+/// `-v /tmp/hutch-test/probe:/probe:ro`
+pub fn probe_volume() -> String {
+    format!("{}:/probe:ro", probe().display())
 }
 
 /// `-v <programs>:/p:ro`

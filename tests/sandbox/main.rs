@@ -4,4 +4,11 @@
 mod harness;
 
 mod engine;
+mod errors;
+mod host;
+mod images;
 mod judge;
+mod leaks;
+mod lifecycle;
+mod policy;
+mod process;
