@@ -7,7 +7,12 @@ use crate::net::{NetError, NetworkSpec};
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
     /// none (loopback only), private (pasta, else slirp4netns), slirp4netns[:OPTS], pasta[:OPTS], host
-    #[arg(long = "network", alias = "net", value_name = "MODE", default_value = "none")]
+    #[arg(
+        long = "network",
+        alias = "net",
+        value_name = "MODE",
+        default_value = "none"
+    )]
     pub network: String,
 
     /// Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]

@@ -27,7 +27,9 @@ pub enum NetError {
         option: String,
         hint: &'static str,
     },
-    #[error("invalid port mapping {spec:?}: {reason} (hint: -p [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp])")]
+    #[error(
+        "invalid port mapping {spec:?}: {reason} (hint: -p [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp])"
+    )]
     Port { spec: String, reason: String },
     #[error("invalid {flag} {value:?} (hint: {hint})")]
     Flag {
@@ -35,7 +37,9 @@ pub enum NetError {
         value: String,
         hint: &'static str,
     },
-    #[error("cannot publish {addr}/{proto}: {source} (hint: the host port is taken; choose another)")]
+    #[error(
+        "cannot publish {addr}/{proto}: {source} (hint: the host port is taken; choose another)"
+    )]
     PortTaken {
         addr: SocketAddr,
         proto: Proto,
@@ -49,7 +53,10 @@ pub enum NetError {
         package: &'static str,
     },
     #[error("cannot start {helper}: {reason}")]
-    Start { helper: &'static str, reason: String },
+    Start {
+        helper: &'static str,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +133,10 @@ impl PortMapping {
             }
         };
         let host_ip = ip
-            .map(|ip| ip.parse::<IpAddr>().map_err(|_| err(&format!("{ip:?} is not an IP address"))))
+            .map(|ip| {
+                ip.parse::<IpAddr>()
+                    .map_err(|_| err(&format!("{ip:?} is not an IP address")))
+            })
             .transpose()?;
         let (h, c) = rest
             .split_once(':')
@@ -409,13 +419,23 @@ mod tests {
     #[test]
     fn port_specs() {
         let p = PortMapping::parse("8080:80").unwrap();
-        assert_eq!((p.host_ip, p.host_port, p.container_port, p.proto), (None, 8080, 80, Proto::Tcp));
+        assert_eq!(
+            (p.host_ip, p.host_port, p.container_port, p.proto),
+            (None, 8080, 80, Proto::Tcp)
+        );
         let p = PortMapping::parse("127.0.0.1:5353:53/udp").unwrap();
         assert_eq!(p.host_ip, Some(IpAddr::from([127, 0, 0, 1])));
         assert_eq!(p.proto, Proto::Udp);
         let p = PortMapping::parse("[::1]:8080:80").unwrap();
         assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
-        for bad in ["80", "a:80", "8080:0", "8080:80/sctp", "1.2.3:8080:80", "70000:80"] {
+        for bad in [
+            "80",
+            "a:80",
+            "8080:0",
+            "8080:80/sctp",
+            "1.2.3:8080:80",
+            "70000:80",
+        ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -436,7 +456,8 @@ mod tests {
             NetworkSpec::parse("none", &["8080:80".into()], &[], &[]),
             Err(NetError::PublishNeedsNetwork(_))
         ));
-        let n = NetworkSpec::parse("none", &[], &["1.1.1.1".into()], &["db:10.0.0.5".into()]).unwrap();
+        let n =
+            NetworkSpec::parse("none", &[], &["1.1.1.1".into()], &["db:10.0.0.5".into()]).unwrap();
         assert_eq!(n.resolv_conf.as_deref(), Some("nameserver 1.1.1.1\n"));
         assert!(n.hosts("box").contains("10.0.0.5\tdb\n"));
         assert!(NetworkSpec::parse("none", &[], &[], &["db".into()]).is_err());

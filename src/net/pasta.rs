@@ -40,17 +40,28 @@ pub fn start(
     let c = sys::cstr(&fifo).map_err(|e| fail(e.to_string()))?;
     // SAFETY: a valid C string.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } < 0 {
-        return Err(fail(format!("mkfifo {}: {}", fifo.display(), std::io::Error::last_os_error())));
+        return Err(fail(format!(
+            "mkfifo {}: {}",
+            fifo.display(),
+            std::io::Error::last_os_error()
+        )));
     }
     let ready = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .map_err(|e| fail(format!("{}: {e}", fifo.display())))?;
-    let log_file = std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
 
     let mut cmd = helper_command(NAME);
-    cmd.args(["--foreground", "--config-net", "--quiet", "--dns-forward", DNS]);
+    cmd.args([
+        "--foreground",
+        "--config-net",
+        "--quiet",
+        "--dns-forward",
+        DNS,
+    ]);
     if !allow_host_loopback {
         // Without these, pasta maps the gateway address to the host and
         // forwards the sandbox's loopback ports to the host's: untrusted
@@ -61,8 +72,16 @@ pub fn start(
         Some(ip) => format!("{ip}/{}:{}", p.host_port, p.container_port),
         None => format!("{}:{}", p.host_port, p.container_port),
     };
-    let tcp: Vec<String> = ports.iter().filter(|p| p.proto == Proto::Tcp).map(spec).collect();
-    let udp: Vec<String> = ports.iter().filter(|p| p.proto == Proto::Udp).map(spec).collect();
+    let tcp: Vec<String> = ports
+        .iter()
+        .filter(|p| p.proto == Proto::Tcp)
+        .map(spec)
+        .collect();
+    let udp: Vec<String> = ports
+        .iter()
+        .filter(|p| p.proto == Proto::Udp)
+        .map(spec)
+        .collect();
     // pasta forwards every port by default; publish only what was asked.
     for (flag, list) in [("-t", tcp), ("-u", udp)] {
         if list.is_empty() {
@@ -115,7 +134,10 @@ pub fn start(
             let _ = c.wait();
         }
         let msg = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(fail(format!("it exited before the network was up: {}", msg.trim())));
+        return Err(fail(format!(
+            "it exited before the network was up: {}",
+            msg.trim()
+        )));
     }
     Ok(helper)
 }

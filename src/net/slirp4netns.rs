@@ -51,7 +51,8 @@ pub fn start(
     let _ = std::fs::remove_file(&api);
     let (ready_r, ready_w) = inheritable_pipe(false)?;
     let (exit_r, exit_w) = inheritable_pipe(true)?;
-    let log_file = std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
 
     let mut cmd = helper_command(NAME);
     cmd.args(["--configure", "--mtu=65520"]);
@@ -92,7 +93,10 @@ pub fn start(
             let _ = c.wait();
         }
         let msg = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(fail(format!("it exited before the network was up: {}", msg.trim())));
+        return Err(fail(format!(
+            "it exited before the network was up: {}",
+            msg.trim()
+        )));
     }
     for p in ports {
         add_hostfwd(&api, p).map_err(|e| NetError::PortTaken {
@@ -126,7 +130,10 @@ fn add_hostfwd(api: &std::path::Path, p: &PortMapping) -> std::io::Result<()> {
     match v.get("error") {
         None => Ok(()),
         Some(e) => Err(std::io::Error::other(
-            e.get("desc").and_then(|d| d.as_str()).unwrap_or("refused").to_string(),
+            e.get("desc")
+                .and_then(|d| d.as_str())
+                .unwrap_or("refused")
+                .to_string(),
         )),
     }
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::harness::{descendants, hutch, pidfd, rootfs, scratch, wait_exit, User};
+use crate::harness::{hutch, pidfd, rootfs, scratch, wait_exit, User};
 
 const BACKENDS: [&str; 2] = ["slirp4netns", "pasta"];
 
@@ -18,30 +18,34 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Network helper processes of `uid` still alive anywhere on the host.
-fn helpers_of(uid: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let p = entry.path();
-        let Ok(status) = std::fs::read_to_string(p.join("status")) else {
-            continue;
-        };
-        let owner = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|u| u.parse::<u32>().ok());
-        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-        if owner == Some(uid)
-            && !zombie
-            && (comm == "slirp4netns" || comm.starts_with("pasta") || comm.starts_with("passt"))
+/// The network helper among hutch's own children (slirp4netns or pasta;
+/// pasta's own short-lived children are not counted).
+fn helper_of(hutch_pid: i32) -> i32 {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{hutch_pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
         {
-            out.push(format!("{} {comm}", entry.file_name().to_string_lossy()));
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.starts_with("slirp4netns")
+                || comm.starts_with("pasta")
+                || comm.starts_with("passt")
+            {
+                found.push(c);
+            }
         }
     }
-    out
+    assert_eq!(
+        found.len(),
+        1,
+        "one helper expected among hutch's children: {found:?}"
+    );
+    found[0]
 }
 
 fn http_get(port: u16) -> String {
@@ -74,12 +78,20 @@ fn a_web_server_inside_is_published_with_each_backend() {
             ])
             .spawn();
         live.wait_line("ready");
+        let helper = pidfd(helper_of(live.pid())).expect("the helper runs");
         let reply = http_get(port);
-        assert!(reply.contains(&format!("served by {backend}")), "{backend}: {reply:?}");
+        assert!(
+            reply.contains(&format!("served by {backend}")),
+            "{backend}: {reply:?}"
+        );
         live.signal(libc::SIGTERM);
         let out = live.finish();
         assert_eq!(out.code, 143, "{out:#?}");
-        assert_eq!(helpers_of(user.uid()), Vec::<String>::new(), "{backend} left behind");
+        // hutch kills and reaps its helper before it exits.
+        assert!(
+            wait_exit(&helper, Duration::ZERO),
+            "{backend} outlived its sandbox"
+        );
     }
 }
 
@@ -104,13 +116,19 @@ fn host_loopback_is_unreachable_unless_allowed() {
             .run_rootfs(["--network", backend, "sh", "-c", &probe])
             .run();
         let text = out.ok();
-        assert!(!text.contains("hello-from-host"), "{backend} reached the host: {out:#?}");
+        assert!(
+            !text.contains("hello-from-host"),
+            "{backend} reached the host: {out:#?}"
+        );
         assert!(text.contains("done"));
         let allowed = format!("{backend}:allow_host_loopback=true");
         let out = hutch(user)
             .run_rootfs(["--network", &allowed, "sh", "-c", &probe])
             .run();
-        assert!(out.ok().contains("hello-from-host"), "{backend} with allow: {out:#?}");
+        assert!(
+            out.ok().contains("hello-from-host"),
+            "{backend} with allow: {out:#?}"
+        );
     }
 }
 
@@ -132,20 +150,21 @@ fn the_helper_dies_with_hutch() {
     let user = User::Sub;
     for backend in BACKENDS {
         let mut live = hutch(user)
-            .run_rootfs(["--network", backend, "sh", "-c", "echo ready; exec sleep 60"])
+            .run_rootfs([
+                "--network",
+                backend,
+                "sh",
+                "-c",
+                "echo ready; exec sleep 60",
+            ])
             .spawn();
         live.wait_line("ready");
-        let helpers: Vec<_> = descendants(live.pid())
-            .into_iter()
-            .filter(|p| {
-                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-                comm.starts_with("slirp4netns") || comm.starts_with("pasta") || comm.starts_with("passt")
-            })
-            .collect();
-        assert_eq!(helpers.len(), 1, "{backend}: helpers {helpers:?}");
-        let fd = pidfd(helpers[0]).expect("helper alive");
+        let fd = pidfd(helper_of(live.pid())).expect("helper alive");
         live.signal(libc::SIGKILL);
-        assert!(wait_exit(&fd, Duration::from_secs(20)), "{backend} outlived hutch");
+        assert!(
+            wait_exit(&fd, Duration::from_secs(20)),
+            "{backend} outlived hutch"
+        );
         let _ = live.finish();
     }
 }
@@ -212,4 +231,87 @@ fn host_network_is_shared_with_a_warning() {
         .run();
     assert_eq!(out.ok().trim(), host_ns.to_string_lossy());
     assert!(out.stderr.contains("not network-isolated"), "{out:#?}");
+}
+
+/// The parent of `pid`, from /proc/PID/stat.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
+    let user = User::Sub;
+    let data = scratch(user, "net-lifecycle").join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let acct = user.account();
+    crate::harness::chown(&data, acct.uid, acct.gid);
+    let h = |args: &[&str]| hutch(user).env("HUTCH_DATA_DIR", &data).args(args).run();
+    let www = scratch(user, "net-lifecycle-www");
+    std::fs::write(www.join("index.html"), "detached\n").unwrap();
+    let root = rootfs(user).display().to_string();
+    let volume = format!("{}:/www:ro", www.display());
+
+    for (name, end) in [
+        ("web-stop", "stop"),
+        ("web-rm", "rm"),
+        ("web-super", "kill-supervisor"),
+    ] {
+        let port = free_port();
+        let publish = format!("127.0.0.1:{port}:80");
+        h(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "slirp4netns",
+            "-p",
+            &publish,
+            "-v",
+            &volume,
+            "--rootfs",
+            &root,
+            "sh",
+            "-c",
+            "httpd -p 80 -h /www && echo ready && exec sleep 300",
+        ])
+        .ok();
+        let mut logs = hutch(user)
+            .env("HUTCH_DATA_DIR", &data)
+            .args(["logs", "-f", name])
+            .spawn();
+        logs.wait_line("ready");
+        assert!(http_get(port).contains("detached"), "{name}");
+        let init: i32 = h(&["inspect", "-f", "{{.State.Pid}}", name])
+            .ok()
+            .trim()
+            .parse()
+            .unwrap();
+        let supervisor = parent_of(init);
+        let helper = pidfd(helper_of(supervisor)).expect("helper runs");
+        match end {
+            "stop" => {
+                h(&["stop", "-t", "1", name]).ok();
+            }
+            "rm" => {
+                h(&["rm", "-f", name]).ok();
+            }
+            _ => {
+                // SAFETY: killing the test user's supervisor process.
+                unsafe { libc::kill(supervisor, libc::SIGKILL) };
+            }
+        }
+        assert!(
+            wait_exit(&helper, Duration::from_secs(20)),
+            "{name}: helper outlived the container"
+        );
+        let _ = logs.finish();
+        let _ = h(&["rm", "-f", name]);
+    }
 }
