@@ -17,6 +17,7 @@ pub mod logout;
 pub mod logs;
 pub mod network;
 pub mod policy;
+pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod restart;
@@ -58,6 +59,8 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// List containers
     Ps(ps::PsArgs),
+    /// List a container's published ports
+    Port(port::PortArgs),
     /// Show a container's output
     Logs(logs::LogsArgs),
     /// Run a command in a running container
@@ -98,6 +101,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm(args) => rm::rm(args),
         Command::Ps(args) => ps::ps(args),
         Command::Logs(args) => logs::logs(args),
+        Command::Port(args) => port::port(args),
         Command::Exec(args) => exec::exec(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Wait(args) => wait::wait(args),

@@ -288,6 +288,12 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             .spawn();
         logs.wait_line("ready");
         assert!(http_get(port).contains("detached"), "{name}");
+        assert_eq!(
+            h(&["port", name]).ok(),
+            format!("80/tcp -> 127.0.0.1:{port}\n")
+        );
+        assert_eq!(h(&["port", name, "80"]).ok(), format!("127.0.0.1:{port}\n"));
+        assert_eq!(h(&["port", name, "81"]).code, 1);
         let init: i32 = h(&["inspect", "-f", "{{.State.Pid}}", name])
             .ok()
             .trim()
