@@ -379,7 +379,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stop_signal,
         },
         policy: args.security.resolve()?,
-        network: args.network.resolve()?,
+        network: args.network.resolve(&exposed_ports(&image_config))?,
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,
@@ -629,4 +629,13 @@ mod tests {
         assert_eq!(parse_size("1g"), Some(1 << 30));
         assert_eq!(parse_size("100"), Some(100));
     }
+}
+
+/// The image's ExposedPorts as `80/tcp` strings, for `-P`.
+fn exposed_ports(config: &RunConfig) -> Vec<String> {
+    config
+        .exposed_ports
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect()
 }
