@@ -588,6 +588,15 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The image's ExposedPorts as `80/tcp` strings, for `-P`.
+fn exposed_ports(config: &RunConfig) -> Vec<String> {
+    config
+        .exposed_ports
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,13 +638,4 @@ mod tests {
         assert_eq!(parse_size("1g"), Some(1 << 30));
         assert_eq!(parse_size("100"), Some(100));
     }
-}
-
-/// The image's ExposedPorts as `80/tcp` strings, for `-P`.
-fn exposed_ports(config: &RunConfig) -> Vec<String> {
-    config
-        .exposed_ports
-        .iter()
-        .flat_map(|m| m.keys().cloned())
-        .collect()
 }

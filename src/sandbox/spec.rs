@@ -102,6 +102,7 @@ pub struct Spec {
     pub process: Process,
     pub policy: Policy,
     /// The network: none, private (slirp4netns or pasta) or host.
+    #[serde(default)]
     pub network: crate::net::NetworkSpec,
     /// Resource limits and how each is enforced here.
     #[serde(default)]
