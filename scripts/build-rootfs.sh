@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build a small root filesystem offline from Debian's busybox-static package:
 # busybox with every applet linked, /etc/passwd and /etc/group with root and
-# a user 1000, and a setuid-root copy of busybox for the privilege tests.
+# a user 1000, a setuid-root copy of busybox, and a setuid-root probe
+# (scripts/suid-probe.c, printing its real and effective uid) for the
+# privilege tests.
 #
 #   scripts/build-rootfs.sh DIR [OWNER]
 #
@@ -42,13 +44,18 @@ nogroup:x:65534:
 GROUP
 echo "hutch-test" > "$tmp/etc/hostname"
 cp "$busybox" "$tmp/bin/suid-busybox"
+here=$(cd "$(dirname "$0")" && pwd)
+if ! gcc -static -O2 -o "$tmp/bin/suid-probe" "$here/suid-probe.c"; then
+    echo "build-rootfs.sh: cannot build the setuid probe (hint: apt-get install gcc libc6-dev)" >&2
+    exit 1
+fi
 chmod 1777 "$tmp/tmp" "$tmp/var/tmp"
 chmod 700 "$tmp/root"
 if [ -n "$owner" ]; then
     chown -R "$owner:" "$tmp"
     chown -R "$owner:" "$tmp/home/user"
 fi
-chmod 4755 "$tmp/bin/suid-busybox"
+chmod 4755 "$tmp/bin/suid-busybox" "$tmp/bin/suid-probe"
 rm -rf "$dir"
 mv "$tmp" "$dir"
 echo "build-rootfs.sh: built $dir"

@@ -43,4 +43,16 @@ if ! id hutch-nosub >/dev/null 2>&1; then
 fi
 sed -i '/^hutch-nosub:/d' /etc/subuid /etc/subgid
 
+# Delegate a cgroup subtree to hutch-sub, as LXC's pam_cgfs does on cgroup
+# v1 hosts (a chowned directory per controller), so the judge tests cover the
+# cgroup path for hutch-sub and the rlimit-and-watchdog path for hutch-nosub.
+# On a cgroup v2 host, delegate with systemd instead (see README: Limits).
+for ctrl in memory pids cpu cpuacct; do
+    root=/sys/fs/cgroup/$ctrl
+    if [ -f "$root/cgroup.procs" ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+        mkdir -p "$root/user/hutch-sub"
+        chown -R hutch-sub: "$root/user/hutch-sub"
+    fi
+done
+
 echo "setup-host.sh: ready (users hutch-sub and hutch-nosub)"

@@ -27,6 +27,8 @@ pub struct Info {
     pub landlock_abi: Option<u32>,
     pub seccomp: bool,
     pub cgroup: CgroupInfo,
+    /// limit -> the mechanism that would enforce it for this user.
+    pub limits: std::collections::BTreeMap<String, String>,
     pub network_helpers: NetInfo,
     pub data_dir: Option<String>,
     pub runtime_dir: Option<String>,
@@ -120,6 +122,7 @@ pub fn gather() -> Info {
         // SAFETY: PR_GET_SECCOMP takes no pointers.
         seccomp: unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0,
         cgroup: cgroup_info(),
+        limits: crate::sandbox::limits::mechanisms(),
         network_helpers: NetInfo {
             slirp4netns: which("slirp4netns"),
             pasta: which("pasta"),
@@ -203,6 +206,10 @@ fn print_text(i: &Info) {
         "  writable delegation:   {}",
         yes(i.cgroup.writable_delegated_subtree)
     );
+    println!("limits enforced by:");
+    for (limit, by) in &i.limits {
+        println!("  {:<22} {by}", format!("{limit}:"));
+    }
     println!(
         "slirp4netns:             {}",
         opt(&i.network_helpers.slirp4netns)
@@ -281,13 +288,14 @@ fn probe_in_child(f: fn() -> Result<(), String>) -> Probe {
 fn kernel_overlay_probe() -> Result<(), String> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // Before unshare: inside, we are uid 0 and would look for root's dir.
+    let scratch = paths::scratch_dir().map_err(|e| e.to_string())?;
     unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
         .map_err(|e| format!("uid_map: {e}"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
         .map_err(|e| format!("gid_map: {e}"))?;
-    let scratch = paths::scratch_dir().map_err(|e| e.to_string())?;
     sys::mount(
         None,
         Path::new("/"),
@@ -341,6 +349,8 @@ fn cgroup_info() -> CgroupInfo {
     CgroupInfo {
         version,
         own_cgroup: own,
-        writable_delegated_subtree: writable,
+        // A v1 subtree chowned to the user counts as much as a v2 one.
+        writable_delegated_subtree: writable
+            || crate::sandbox::cgroup::Delegation::find().is_some(),
     }
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod image;
 pub mod images;
 pub mod info;
+pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;

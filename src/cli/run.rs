@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
 
+use crate::cli::limits::{JudgeArgsError, LimitArgs};
 use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
 use crate::image::manifest::{parse_signal, RunConfig};
@@ -11,7 +12,9 @@ use crate::image::{self, PullPolicy};
 use crate::paths;
 use crate::sandbox::attach;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
+use crate::sandbox::limits::Enforcement;
 use crate::sandbox::passwd::{self, RootFiles};
+use crate::sandbox::report::Report;
 use crate::sandbox::spec::{
     Mount, OverlayDriver, Process, RootSource, Spec, UpperDir, DEFAULT_PATH,
 };
@@ -59,6 +62,10 @@ pub enum RunError {
     Paths(#[from] paths::PathsError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Limits(#[from] JudgeArgsError),
+    #[error(transparent)]
+    LimitPlan(#[from] crate::sandbox::limits::LimitError),
     #[error(transparent)]
     Idmap(#[from] crate::sandbox::idmap::IdmapError),
 }
@@ -144,6 +151,9 @@ pub struct RunArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
         trailing_var_arg = true,
@@ -153,9 +163,39 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let spec = build_spec(&args)?;
-    let exit = attach::run(&spec)?;
-    Ok(exit.code())
+    let judged = args.limits.wants_report();
+    let started = build_spec(&args)
+        .map_err(anyhow::Error::from)
+        .and_then(|spec| {
+            let io = args.limits.open_io()?;
+            Ok((attach::run_with(&spec, io), spec))
+        });
+    match started {
+        Ok((Ok(outcome), spec)) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::from_outcome(&outcome, &spec.limits))?;
+            }
+            Ok(outcome.exit.code())
+        }
+        Ok((Err(e), spec)) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::sandbox_error(e.to_string(), Some(&spec.limits)))?;
+            }
+            if let Some(cg) = &spec.limits.cgroup {
+                cg.remove();
+            }
+            Err(e.into())
+        }
+        Err(e) => {
+            if judged {
+                args.limits
+                    .write_report(&Report::sandbox_error(format!("{e:#}"), None))?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Build and validate everything the sandbox needs, before any clone.
@@ -275,7 +315,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
     };
 
     Ok(Spec {
-        id,
+        id: id.clone(),
         root,
         upper,
         overlay,
@@ -293,6 +333,8 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stop_signal,
         },
         policy: args.security.resolve()?,
+        // Last: this may create the sandbox's cgroup.
+        limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,
     })
 }

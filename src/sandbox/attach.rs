@@ -1,73 +1,120 @@
 //! Running a sandbox in the foreground, as `docker run` without `-d`:
 //! signals sent to hutch reach the workload, `-t` relays a pseudo-terminal
 //! (window size included, the user's terminal restored on every exit path),
-//! and the workload's exit status comes back.
+//! limits the kernel cannot enforce alone are watched (wall clock, output,
+//! and CPU and memory without a cgroup), and the outcome comes back.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
+use super::console;
 use super::error::SandboxError;
 use super::init;
+use super::report::{Breach, Outcome};
 use super::spawn::{self, Exit, Running, Stdio};
 use super::spec::Spec;
 use super::sys;
+use super::watchdog;
+
+/// Where the workload's stdio goes, when not hutch's own (`--stdin FILE`,
+/// `--stdout FILE`, `--stderr FILE`).
+#[derive(Debug, Default)]
+pub struct Io {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// How often the watchdog samples CPU and memory when no cgroup does it.
+const WATCHDOG_TICK: Duration = Duration::from_millis(20);
 
 /// Run `spec` attached to this process's stdio and wait for it.
 pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
+    run_with(spec, Io::default()).map(|o| o.exit)
+}
+
+/// Run `spec` with `io` and report what happened.
+pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
-    let pty = if proc.terminal {
-        Some(Pty::open()?)
+    let limited_output = spec.limits.limits.output.is_some();
+    let devnull = if proc.stdin || proc.terminal || io.stdin.is_some() {
+        None
+    } else {
+        Some(dup_null()?)
+    };
+    let out_dest = io.stdout.as_ref().map_or(1, |f| f.as_raw_fd());
+    let err_dest = io.stderr.as_ref().map_or(2, |f| f.as_raw_fd());
+    // With an output limit, stdout and stderr pass through hutch, which
+    // counts them; otherwise the workload writes to them directly.
+    let pipes = if limited_output && !proc.terminal {
+        let p = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
+        Some((p("stdout pipe")?, p("stderr pipe")?))
     } else {
         None
     };
-    let devnull = if proc.stdin || pty.is_some() {
-        None
-    } else {
-        Some(
-            std::fs::File::open("/dev/null")
-                .map_err(|e| SandboxError::io("cannot open", "/dev/null", e))?,
-        )
-    };
-    let stdio = match (&pty, &devnull) {
-        (Some(p), _) => Stdio {
-            stdin: p.slave.as_raw_fd(),
-            stdout: p.slave.as_raw_fd(),
-            stderr: p.slave.as_raw_fd(),
-        },
-        (None, Some(null)) => Stdio {
-            stdin: null.as_raw_fd(),
-            stdout: 1,
-            stderr: 2,
-        },
-        (None, None) => Stdio {
+    let stdio = match (proc.terminal, &pipes) {
+        // With -t the child only reads the user's window size from these;
+        // the workload's stdio is a pty the child opens inside the sandbox.
+        (true, _) => Stdio {
             stdin: 0,
             stdout: 1,
             stderr: 2,
         },
+        (false, pipes) => Stdio {
+            stdin: io
+                .stdin
+                .as_ref()
+                .or(devnull.as_ref())
+                .map_or(0, |f| f.as_raw_fd()),
+            stdout: pipes.as_ref().map_or(out_dest, |((_, w), _)| w.as_raw_fd()),
+            stderr: pipes.as_ref().map_or(err_dest, |(_, (_, w))| w.as_raw_fd()),
+        },
     };
 
     let signals = SignalFd::new()?;
+    let started_at = Instant::now();
     let started = spawn::start(spec, stdio);
     drop(devnull);
-    let running = match started {
+    let mut running = match started {
         Ok(r) => r,
         Err(e) => {
             signals.restore();
             return Err(e);
         }
     };
-    let exit = match pty {
-        Some(mut pty) => {
-            drop(std::mem::replace(&mut pty.slave, dup_null()?));
-            let raw = RawTerminal::enter();
-            pty.copy_size_from_terminal();
-            let exit = relay(running, &signals, Some(&pty), proc.stdin);
-            drop(raw);
-            exit
-        }
-        None => relay(running, &signals, None, false),
+    let mut sources = Vec::new();
+    if let Some(((r_out, w_out), (r_err, w_err))) = pipes {
+        drop((w_out, w_err));
+        sources.push(Source::new(r_out, out_dest));
+        sources.push(Source::new(r_err, err_dest));
+    }
+    let mut relay = Relay {
+        spec,
+        signals: &signals,
+        sources,
+        stdin_open: false,
+        started_at,
+        output_bytes: 0,
+        breach: None,
+        peak_watched_rss_kib: 0,
+        last_watched_cpu: Duration::ZERO,
     };
+    let raw;
+    if let Some(master) = running.console.take() {
+        raw = RawTerminal::enter();
+        copy_window_size(master.as_raw_fd());
+        relay.stdin_open = proc.stdin && io.stdin.is_none();
+        relay.sources.push(Source::new(master, out_dest));
+    } else {
+        raw = RawTerminal { saved: None };
+    }
+    let outcome = relay.run(running);
+    drop(raw);
     signals.restore();
-    Ok(exit)
+    if let Some(cg) = &spec.limits.cgroup {
+        cg.remove();
+    }
+    Ok(outcome)
 }
 
 fn dup_null() -> Result<OwnedFd, SandboxError> {
@@ -76,56 +123,190 @@ fn dup_null() -> Result<OwnedFd, SandboxError> {
         .map_err(|e| SandboxError::io("cannot open", "/dev/null", e))
 }
 
-/// Wait for the sandbox while forwarding signals and, with a terminal,
-/// copying bytes between the user's terminal and the pty.
-fn relay(running: Running, signals: &SignalFd, pty: Option<&Pty>, stdin: bool) -> Exit {
-    let mut stdin_open = stdin && pty.is_some();
-    loop {
-        let mut fds = vec![
-            poll_fd(signals.fd.as_raw_fd()),
-            poll_fd(running.pidfd.as_raw_fd()),
-        ];
-        if let Some(p) = pty {
-            fds.push(poll_fd(p.master.as_raw_fd()));
-            if stdin_open {
-                fds.push(poll_fd(0));
-            }
-        }
-        // SAFETY: `fds` is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            continue;
-        }
-        if fds[0].revents != 0 {
-            if let Some(sig) = signals.read() {
-                match (sig, pty) {
-                    (libc::SIGWINCH, Some(p)) => p.copy_size_from_terminal(),
-                    (libc::SIGCHLD, _) => {}
-                    _ => {
-                        let _ = running.signal(sig);
-                    }
-                }
-            }
-        }
-        if let Some(p) = pty {
-            if fds[2].revents != 0 {
-                // false here is EIO: every slave closed, the pidfd says the rest.
-                copy(p.master.as_raw_fd(), 1);
-            }
-            if stdin_open && fds.len() > 3 && fds[3].revents != 0 && !copy(0, p.master.as_raw_fd())
-            {
-                stdin_open = false;
-            }
-        }
-        if fds[1].revents != 0 {
-            if let Some(p) = pty {
-                // Drain what the workload wrote before it ended.
-                while copy(p.master.as_raw_fd(), 1) {}
-            }
-            break;
+/// A stream from the sandbox to one of hutch's outputs.
+struct Source {
+    from: OwnedFd,
+    to: RawFd,
+    open: bool,
+}
+
+impl Source {
+    fn new(from: OwnedFd, to: RawFd) -> Source {
+        Source {
+            from,
+            to,
+            open: true,
         }
     }
-    running.wait()
+}
+
+struct Relay<'a> {
+    spec: &'a Spec,
+    signals: &'a SignalFd,
+    /// The output streams: the pty master, or the stdout and stderr pipes.
+    sources: Vec<Source>,
+    /// Copy hutch's stdin to the pty master (`-it`).
+    stdin_open: bool,
+    started_at: Instant,
+    output_bytes: u64,
+    breach: Option<Breach>,
+    peak_watched_rss_kib: u64,
+    /// The watchdog's last reading of the tree's CPU time: processes killed
+    /// together with init are not always in init's rusage.
+    last_watched_cpu: Duration,
+}
+
+impl Relay<'_> {
+    fn run(mut self, running: Running) -> Outcome {
+        let limits = &self.spec.limits;
+        let wall_deadline = limits
+            .limits
+            .wall_time_ms
+            .map(|ms| self.started_at + Duration::from_millis(ms));
+        let watching = limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some();
+        let mut exited = false;
+        while !exited {
+            let mut fds = vec![
+                poll_fd(self.signals.fd.as_raw_fd()),
+                poll_fd(running.pidfd.as_raw_fd()),
+            ];
+            let first_source = fds.len();
+            for s in &self.sources {
+                fds.push(poll_fd(if s.open { s.from.as_raw_fd() } else { -1 }));
+            }
+            let stdin_at = fds.len();
+            fds.push(poll_fd(if self.stdin_open { 0 } else { -1 }));
+
+            let now = Instant::now();
+            let mut timeout = None::<Duration>;
+            if let Some(d) = wall_deadline {
+                timeout = Some(d.saturating_duration_since(now));
+            }
+            if watching {
+                timeout = Some(timeout.map_or(WATCHDOG_TICK, |t| t.min(WATCHDOG_TICK)));
+            }
+            let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+            // SAFETY: `fds` is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if n < 0 {
+                continue;
+            }
+            if fds[0].revents != 0 {
+                if let Some(sig) = self.signals.read() {
+                    self.on_signal(sig, &running);
+                }
+            }
+            for i in 0..self.sources.len() {
+                if fds[first_source + i].revents != 0 {
+                    self.pump(i, &running);
+                }
+            }
+            if fds[stdin_at].revents != 0 {
+                let to = self.sources.last().map_or(-1, |s| s.from.as_raw_fd());
+                if !copy_chunk(0, to, u64::MAX).is_some_and(|(n, _)| n > 0) {
+                    self.stdin_open = false;
+                }
+            }
+            exited = fds[1].revents != 0;
+            if !exited && self.breach.is_none() {
+                self.check_limits(&running, wall_deadline);
+            }
+        }
+        // Drain what the workload wrote before it ended.
+        for i in 0..self.sources.len() {
+            while self.sources[i].open {
+                self.pump(i, &running);
+            }
+        }
+        let elapsed = self.started_at.elapsed();
+        let (exit, usage) = running.wait_with_usage();
+        let cgroup = self.spec.limits.cgroup.as_ref().map(|c| c.stats());
+        let rusage_cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+        let cpu = cgroup
+            .and_then(|c| c.cpu_ns)
+            .map(Duration::from_nanos)
+            .unwrap_or(rusage_cpu.max(self.last_watched_cpu));
+        let max_rss_kib = cgroup
+            .and_then(|c| c.peak_memory)
+            .map(|b| b / 1024)
+            .unwrap_or((usage.ru_maxrss as u64).max(self.peak_watched_rss_kib));
+        Outcome {
+            exit,
+            wall: elapsed,
+            cpu,
+            max_rss_kib,
+            output_bytes: self.output_bytes,
+            breach: self.breach,
+            cgroup,
+        }
+    }
+
+    fn on_signal(&self, sig: i32, running: &Running) {
+        let pty = self.spec.process.terminal;
+        match sig {
+            libc::SIGWINCH if pty => {
+                if let Some(s) = self.sources.last() {
+                    copy_window_size(s.from.as_raw_fd());
+                }
+            }
+            libc::SIGCHLD => {}
+            _ => {
+                let _ = running.signal(sig);
+            }
+        }
+    }
+
+    /// Copy one chunk from source `i`, within the output limit.
+    fn pump(&mut self, i: usize, running: &Running) {
+        let limit = self.spec.limits.limits.output;
+        let budget = limit.map_or(u64::MAX, |l| l.saturating_sub(self.output_bytes));
+        let s = &mut self.sources[i];
+        match copy_chunk(s.from.as_raw_fd(), s.to, budget) {
+            Some((read, kept)) if read > 0 => {
+                self.output_bytes += kept;
+                if read > kept && self.breach.is_none() {
+                    // Exactly the limit is kept; the rest is dropped and
+                    // the run ends.
+                    self.breach = Some(Breach::Output);
+                    let _ = running.signal(libc::SIGKILL);
+                }
+            }
+            // EOF, or EIO once every pty slave is closed.
+            _ => s.open = false,
+        }
+    }
+
+    fn check_limits(&mut self, running: &Running, wall_deadline: Option<Instant>) {
+        let limits = &self.spec.limits;
+        if wall_deadline.is_some_and(|d| Instant::now() >= d) {
+            self.breach = Some(Breach::WallTime);
+        } else if limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some() {
+            let cpu_from_cgroup = limits
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.stats().cpu_ns)
+                .map(Duration::from_nanos);
+            let s = watchdog::sample(running.pid);
+            self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
+            let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
+            self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);
+            if limits
+                .watch_cpu_ms
+                .is_some_and(|ms| cpu.as_millis() as u64 > ms)
+            {
+                self.breach = Some(Breach::CpuTime);
+            } else if limits.watch_memory.is_some_and(|m| s.rss_kib * 1024 > m) {
+                self.breach = Some(Breach::Memory);
+            }
+        }
+        if self.breach.is_some() {
+            let _ = running.signal(libc::SIGKILL);
+        }
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
 fn poll_fd(fd: RawFd) -> libc::pollfd {
@@ -136,15 +317,25 @@ fn poll_fd(fd: RawFd) -> libc::pollfd {
     }
 }
 
-/// Copy one chunk from `from` to `to`; false on EOF or error.
-fn copy(from: RawFd, to: RawFd) -> bool {
-    let mut buf = [0u8; 8192];
-    // SAFETY: reading into a valid buffer of the given length.
+/// Read one chunk from `from` and write at most `max` bytes of it to `to`.
+/// Returns (bytes read, bytes written); `None` on error, a zero read on EOF.
+fn copy_chunk(from: RawFd, to: RawFd, max: u64) -> Option<(u64, u64)> {
+    let mut buf = [0u8; 65536];
+    // SAFETY: reading into a valid buffer of at most its length.
     let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return false;
+    if n < 0 {
+        return None;
     }
-    sys::write_all(to, &buf[..n as usize]).is_ok()
+    let n = n as usize;
+    let keep = (n as u64).min(max) as usize;
+    if keep > 0 {
+        sys::write_all(to, &buf[..keep]).ok()?;
+    }
+    Some((n as u64, keep as u64))
+}
+
+fn copy_window_size(master: RawFd) {
+    let _ = console::copy_window_size(0, master) || console::copy_window_size(1, master);
 }
 
 /// A signalfd for the forwarded signals, with the old mask kept to restore.
@@ -192,55 +383,6 @@ impl SignalFd {
     fn restore(&self) {
         // SAFETY: restoring the mask saved in new().
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
-    }
-}
-
-struct Pty {
-    master: OwnedFd,
-    slave: OwnedFd,
-}
-
-impl Pty {
-    fn open() -> Result<Pty, SandboxError> {
-        let (mut m, mut s) = (-1, -1);
-        // SAFETY: openpty writes two descriptors; the name, termios and
-        // winsize pointers may be NULL.
-        let ret = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        if ret < 0 {
-            return Err(SandboxError::io(
-                "cannot open",
-                "a pseudo-terminal",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fresh descriptors from openpty, owned by us alone.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-        // SAFETY: fcntl on our own descriptors.
-        unsafe {
-            libc::fcntl(m, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(s, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        Ok(Pty { master, slave })
-    }
-
-    fn copy_size_from_terminal(&self) {
-        // SAFETY: winsize is plain data; the ioctls read and write it.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0
-                || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0
-            {
-                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            }
-        }
     }
 }
 

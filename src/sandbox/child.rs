@@ -11,11 +11,12 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::caps;
+use super::console;
 use super::error::{SetupError, EXIT_CANNOT_INVOKE, EXIT_HUTCH, EXIT_NOT_FOUND};
 use super::init;
 use super::rootfs;
@@ -31,6 +32,8 @@ pub struct ChildFds {
     pub error: RawFd,
     /// Write end: the workload's wait status, written by init.
     pub status: RawFd,
+    /// With `-t`: the socket the pty's master is sent over; else -1.
+    pub console: RawFd,
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
@@ -82,6 +85,13 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     set_hostname(&spec.hostname)?;
     loopback_up()?;
 
+    // With -t: a pty from the sandbox's own devpts; the master goes to hutch.
+    let slave = if spec.process.terminal {
+        Some(open_console(fds.console)?)
+    } else {
+        None
+    };
+
     // 6. Fork the workload; this process stays as its pid 1.
     // SAFETY: the child is single-threaded (clone copied only the calling
     // thread), so forking is safe and the new process may allocate.
@@ -94,12 +104,25 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         ));
     }
     if pid == 0 {
-        let err = match exec_workload(spec) {
+        let err = match exec_workload(spec, slave.as_ref()) {
             Ok(never) => match never {},
             Err(e) => e,
         };
         report_and_exit(fds.error, &err);
     }
+    drop(slave);
+    // init reads and writes nothing of the user's: its stdio (the user's
+    // terminal with -t) goes, so nothing in the sandbox can reach it there.
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| SetupError::io("cannot open", Some("/dev/null".into()), &e))?;
+    for fd in 0..3 {
+        sys::dup2(null.as_raw_fd(), fd)
+            .map_err(|e| SetupError::io("cannot set up init's stdio", None, &e))?;
+    }
+    drop(null);
     // SAFETY: the workload holds its own copy of the error pipe; init's
     // copy must go so the parent sees EOF once the workload execs.
     unsafe { libc::close(fds.error) };
@@ -162,16 +185,30 @@ fn loopback_up() -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Open the sandbox's pty and hand its master to hutch; keep the slave.
+fn open_console(sock: RawFd) -> Result<OwnedFd, SetupError> {
+    let pair = console::open_inside()
+        .map_err(|e| SetupError::io("cannot open a pseudo-terminal", on_ptmx(), &e))?;
+    console::send_fd(sock, pair.master.as_raw_fd())
+        .map_err(|e| SetupError::io("cannot pass the pseudo-terminal to hutch", None, &e))?;
+    // SAFETY: closing the socket we own and no longer use.
+    unsafe { libc::close(sock) };
+    Ok(pair.slave)
+}
+
+fn on_ptmx() -> Option<String> {
+    Some("/dev/ptmx".into())
+}
+
 /// The workload's last steps: confine, then exec. Seccomp goes on last.
-fn exec_workload(spec: &Spec) -> Result<Infallible, SetupError> {
+fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible, SetupError> {
     let proc = &spec.process;
     reset_signals();
-    // SAFETY: setsid takes no arguments; the workload leads its own session.
+    // SAFETY: setsid takes no arguments; the workload leads its own session,
+    // so it has no controlling terminal of the user's (no TIOCSTI into it).
     unsafe { libc::setsid() };
-    if proc.terminal {
-        // SAFETY: fd 0 is the pty's slave; make it our controlling terminal.
-        let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-        sys::check(ret as libc::c_long)
+    if let Some(slave) = slave {
+        console::attach_slave(slave)
             .map_err(|e| SetupError::io("cannot set the controlling terminal", None, &e))?;
     }
 
@@ -179,6 +216,14 @@ fn exec_workload(spec: &Spec) -> Result<Infallible, SetupError> {
     // under a filter that might refuse it.
     let argv = cstrings(&proc.args)?;
     let envp = cstrings(&proc.env)?;
+
+    // Resource limits of this process and everything it starts; lowering
+    // needs no privilege, so they also hold after setuid.
+    for r in &spec.limits.rlimits {
+        r.apply().map_err(|e| {
+            SetupError::io("cannot set rlimit", Some(format!("{}", r.resource)), &e)
+        })?;
+    }
 
     // 6. Landlock, while we may still read everything we need.
     spec.policy

@@ -82,6 +82,8 @@ pub enum SandboxError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Limits(#[from] crate::sandbox::limits::LimitError),
     #[error("invalid sandbox spec: {0}")]
     Invalid(String),
 }

@@ -158,8 +158,13 @@ impl IdMapping {
     /// namespace until this returns.
     pub fn apply(&self, pid: i32) -> Result<(), IdmapError> {
         if self.use_helpers {
-            run_helper("newuidmap", pid, &self.uid_map)?;
-            run_helper("newgidmap", pid, &self.gid_map)?;
+            // Both setuid helpers at once: each costs an exec, and they
+            // are on every sandbox's start-up path.
+            let uid = Helper::spawn("newuidmap", pid, &self.uid_map)?;
+            let gid = Helper::spawn("newgidmap", pid, &self.gid_map);
+            let uid = uid.finish();
+            gid?.finish()?;
+            uid?;
             return Ok(());
         }
         // Without the helpers an unprivileged process may map only itself,
@@ -217,27 +222,53 @@ fn write_proc(pid: i32, file: &'static str, content: &str) -> Result<(), IdmapEr
     })
 }
 
-fn run_helper(helper: &'static str, pid: i32, map: &[IdRange]) -> Result<(), IdmapError> {
-    let mut args = vec![pid.to_string()];
-    for r in map {
-        args.extend([
-            r.inside.to_string(),
-            r.outside.to_string(),
-            r.count.to_string(),
-        ]);
+/// A running newuidmap or newgidmap.
+struct Helper {
+    name: &'static str,
+    args: Vec<String>,
+    child: std::process::Child,
+}
+
+impl Helper {
+    fn spawn(name: &'static str, pid: i32, map: &[IdRange]) -> Result<Helper, IdmapError> {
+        let mut args = vec![pid.to_string()];
+        for r in map {
+            args.extend([
+                r.inside.to_string(),
+                r.outside.to_string(),
+                r.count.to_string(),
+            ]);
+        }
+        let child = Command::new(name)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|source| IdmapError::HelperMissing {
+                helper: name,
+                source,
+            })?;
+        Ok(Helper { name, args, child })
     }
-    let out = Command::new(helper)
-        .args(&args)
-        .output()
-        .map_err(|source| IdmapError::HelperMissing { helper, source })?;
-    if !out.status.success() {
-        return Err(IdmapError::HelperFailed {
-            helper,
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+
+    fn finish(self) -> Result<(), IdmapError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|source| IdmapError::HelperMissing {
+                helper: self.name,
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(IdmapError::HelperFailed {
+                helper: self.name,
+                args: self.args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What the host offers the invoking user for id mapping.

@@ -43,6 +43,22 @@ pub fn run(workload: libc::pid_t, status_fd: RawFd) -> ! {
     let _ = caps::drop_bounding(caps::last_cap());
     let _ = caps::clear_all();
     let _ = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1);
+    // Not dumpable: the workload runs as the same uid, and must not reach
+    // init's descriptors (the status pipe) through /proc/1/fd or ptrace.
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    // Keep only stdio (/dev/null by now) and the status pipe.
+    // SAFETY: close_range on integer ranges; no memory is touched.
+    unsafe {
+        if status_fd > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (status_fd - 1) as u32, 0u32);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            (status_fd + 1) as u32,
+            u32::MAX,
+            0u32,
+        );
+    }
 
     let set = blocked_set();
     // SAFETY: `set` is an initialised sigset; -1 asks for a new signalfd.

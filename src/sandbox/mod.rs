@@ -7,15 +7,20 @@
 
 pub mod attach;
 pub mod caps;
+pub mod cgroup;
 pub mod child;
+pub mod console;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod limits;
 pub mod passwd;
+pub mod report;
 pub mod rootfs;
 pub mod spawn;
 pub mod spec;
 pub mod sys;
+pub mod watchdog;
 
 pub use error::{SandboxError, SetupError};
 pub use spawn::Exit;

@@ -98,7 +98,9 @@ pub fn build(spec: &Spec) -> R<()> {
             };
             let merged = scratch.join("root");
             mkdir(&merged, 0o755)?;
-            overlay(spec.overlay, lowers, &upper, &work, &merged)?;
+            if overlay(spec.overlay, lowers, &upper, &work, &merged)? == Overlay::Fuse {
+                leave_fuse_daemon_behind()?;
+            }
             merged
         }
     };
@@ -198,13 +200,40 @@ fn host_root(root: &Path) -> R<()> {
     Ok(())
 }
 
+/// Which overlay got mounted.
+#[derive(Debug, PartialEq, Eq)]
+enum Overlay {
+    Kernel,
+    Fuse,
+}
+
+/// `pivot_root` moves the root of every process in the mount namespace
+/// that sits on the old root, fuse-overlayfs included: its own paths would
+/// then resolve through its own mount and deadlock. So the sandbox moves on
+/// to a copy of the namespace (as Podman's containers do from the pause
+/// process's) and leaves the daemon in this one with the host's root.
+fn leave_fuse_daemon_behind() -> R<()> {
+    // SAFETY: unshare takes only flags.
+    let ret = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+    sys::check(ret as libc::c_long)
+        .map_err(|e| SetupError::io("cannot create a mount namespace", None, &e))?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| SetupError::io("cannot make mount propagation private", on("/"), &e))
+}
+
 fn overlay(
     driver: OverlayDriver,
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     merged: &Path,
-) -> R<()> {
+) -> R<Overlay> {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -227,7 +256,7 @@ fn overlay(
             libc::MS_NOSUID | libc::MS_NODEV,
             Some(&format!("{opts},userxattr")),
         ) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Overlay::Kernel),
             Err(e) if driver == OverlayDriver::Kernel => {
                 return Err(SetupError::io("cannot mount overlay", on("/"), &e).hint(
                     "kernel overlayfs in user namespaces needs Linux 5.11; use --overlay=fuse with fuse-overlayfs installed",
@@ -244,9 +273,10 @@ fn overlay(
         .arg(&opts)
         .arg(merged)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .status();
     match status {
-        Ok(s) if s.success() => Ok(()),
+        Ok(s) if s.success() => Ok(Overlay::Fuse),
         Ok(s) => Err(SetupError::msg(
             "cannot mount overlay on /",
             format!("{kernel_reason}fuse-overlayfs exited with {s}"),
@@ -331,11 +361,16 @@ fn ensure_dir(root: &OwnedFd, path: &Path) -> R<()> {
 /// A recursive bind of host `source` onto the open directory `target`,
 /// never allowing setuid or device nodes through it.
 fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
-    let tree = sys::open_tree_clone(source)?;
     let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
     if readonly {
         set |= sys::MOUNT_ATTR_RDONLY;
     }
+    bind_with(source, target, set)
+}
+
+/// A recursive bind of `source` onto `target` with the mount attributes `set`.
+fn bind_with(source: &Path, target: &OwnedFd, set: u64) -> io::Result<()> {
+    let tree = sys::open_tree_clone(source)?;
     sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
     sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
 }
@@ -425,8 +460,13 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
             continue;
         }
         let node = ensure_target(&devfd, Path::new(name), false)?;
-        bind(&host, &node, false)
-            .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
+        // The one bind that must let a device node through: no nodev.
+        bind_with(
+            &host,
+            &node,
+            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
     }
     let pts = ensure_target(&devfd, Path::new("pts"), true)?;
     sys::mount(

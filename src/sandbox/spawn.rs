@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::child::{self, ChildFds};
+use super::console;
 use super::error::{SandboxError, SetupError};
 use super::init;
 use super::spec::Spec;
@@ -51,6 +52,8 @@ pub struct Running {
     /// Held for the sandbox's whole life: signals through it can never reach
     /// a process that reused the pid.
     pub pidfd: OwnedFd,
+    /// With `-t`: the master of the pty the workload's stdio is on.
+    pub console: Option<OwnedFd>,
     status: OwnedFd,
 }
 
@@ -86,6 +89,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     let (sync_r, sync_w) = pipe("sync pipe")?;
     let (err_r, err_w) = pipe("error pipe")?;
     let (status_r, status_w) = pipe("status pipe")?;
+    let console_pair = if spec.process.terminal {
+        Some(
+            console::socket_pair()
+                .map_err(|e| SandboxError::io("cannot create", "console socket", e))?,
+        )
+    } else {
+        None
+    };
 
     let set = init::blocked_set();
     // SAFETY: blocking signals in this (single) thread with an initialised set.
@@ -122,6 +133,7 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
                 sync: sync_r.as_raw_fd(),
                 error: err_w.as_raw_fd(),
                 status: status_w.as_raw_fd(),
+                console: console_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
                 stdin: stdio.stdin,
                 stdout: stdio.stdout,
                 stderr: stdio.stderr,
@@ -132,9 +144,11 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     // SAFETY: clone3 wrote a fresh pidfd that only we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop((sync_r, err_w, status_w));
-    let running = Running {
+    let console_sock = console_pair.map(|(ours, _theirs)| ours);
+    let mut running = Running {
         pid,
         pidfd,
+        console: None,
         status: status_r,
     };
 
@@ -142,9 +156,32 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         running.kill_and_reap();
         return Err(e.into());
     }
+    // Into the sandbox's cgroup before anything runs, so every process the
+    // workload ever makes is counted and limited.
+    if let Some(cg) = &spec.limits.cgroup {
+        if let Err(e) = cg.add(pid) {
+            running.kill_and_reap();
+            return Err(SandboxError::Limits(e.into()));
+        }
+    }
     sys::write_all(sync_w.as_raw_fd(), b"1")
         .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
     drop(sync_w);
+
+    if let Some(sock) = &console_sock {
+        // None: the child failed before opening the pty; the error pipe says why.
+        match console::recv_fd(sock.as_raw_fd()) {
+            Ok(master) => running.console = master,
+            Err(e) => {
+                running.kill_and_reap();
+                return Err(SandboxError::io(
+                    "cannot receive",
+                    "the sandbox's terminal",
+                    e,
+                ));
+            }
+        }
+    }
 
     // EOF on the error pipe: the workload exec'd (the pipe is close-on-exec).
     let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
@@ -180,29 +217,41 @@ impl Running {
 
     /// Reap init and return how the workload ended.
     pub fn wait(self) -> Exit {
-        let init_status = reap(self.pid);
+        self.wait_with_usage().0
+    }
+
+    /// Reap init and return how the workload ended, with the resources
+    /// used by the whole sandbox: init reaps every process in it, so its
+    /// children's usage covers them all.
+    pub fn wait_with_usage(self) -> (Exit, libc::rusage) {
+        // SAFETY: rusage is plain data; zeroed is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let init_status = reap(self.pid, &mut usage);
         let mut buf = [0u8; 4];
         // SAFETY: reading at most four bytes into `buf`.
         let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-        if n == 4 {
+        let exit = if n == 4 {
             Exit::from_wait_status(i32::from_ne_bytes(buf))
         } else {
             // init itself died (killed from outside): report that.
             Exit::from_wait_status(init_status)
-        }
+        };
+        (exit, usage)
     }
 
     fn kill_and_reap(&self) {
         let _ = self.signal(libc::SIGKILL);
-        reap(self.pid);
+        // SAFETY: plain data.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        reap(self.pid, &mut usage);
     }
 }
 
-fn reap(pid: i32) -> i32 {
+fn reap(pid: i32, usage: &mut libc::rusage) -> i32 {
     let mut status = 0;
     loop {
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: `status` and `usage` are valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, usage) };
         if r == pid
             || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
         {

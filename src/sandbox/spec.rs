@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::policy::Policy;
 use crate::sandbox::idmap::IdMapping;
+use crate::sandbox::limits::Enforcement;
 
 /// Where the root filesystem comes from.
 #[derive(Debug, Clone)]
@@ -97,6 +98,8 @@ pub struct Spec {
     pub idmap: IdMapping,
     pub process: Process,
     pub policy: Policy,
+    /// Resource limits and how each is enforced here.
+    pub limits: Enforcement,
     /// A private directory for this sandbox on the host (mount staging).
     pub scratch: PathBuf,
 }

@@ -1,6 +1,6 @@
 //! The sandbox engine: namespaces, id maps, rootfs, capabilities, exit codes.
 
-use crate::harness::{hutch, User};
+use crate::harness::{hutch, rootfs, scratch, User};
 
 #[test]
 fn root_inside_with_the_full_subuid_range() {
@@ -71,4 +71,347 @@ fn exit_codes_follow_docker() {
         .run_rootfs(["/etc/passwd"])
         .run()
         .fails_with(126, "/etc/passwd");
+}
+
+fn uid_map(text: &str) -> Vec<Vec<u64>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn userns_keep_id_keeps_the_users_own_uid() {
+    let uid = User::Sub.uid() as u64;
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--userns=keep-id", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["sh", "-c", "id -u; id -g; cat /proc/self/uid_map"])
+        .run();
+    let text = out.ok();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(uid.to_string().as_str()), "{text}");
+    assert_eq!(
+        lines.next(),
+        Some(User::Sub.account().gid.to_string().as_str())
+    );
+    let map = uid_map(&lines.collect::<Vec<_>>().join("\n"));
+    // The user's own id maps to itself; the subordinate range fills the rest.
+    assert!(map.contains(&vec![uid, uid, 1]), "{map:?}");
+    let total: u64 = map.iter().map(|r| r[2]).sum();
+    assert_eq!(total, 65537, "{map:?}");
+}
+
+#[test]
+fn userns_keep_id_without_a_range_maps_only_the_user() {
+    let uid = User::NoSub.uid() as u64;
+    let out = hutch(User::NoSub)
+        .args(["run", "--rm", "--userns=keep-id", "--rootfs"])
+        .arg_path(rootfs(User::NoSub))
+        .args(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+        .run();
+    let text = out.ok();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert_eq!(first, uid.to_string());
+    assert_eq!(uid_map(rest), vec![vec![uid, uid, 1]]);
+}
+
+#[test]
+fn userns_single_maps_one_uid_even_with_a_range() {
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--userns=single", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+        .run();
+    let text = out.ok();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert_eq!(first, "0");
+    assert_eq!(uid_map(rest), vec![vec![0, User::Sub.uid() as u64, 1]]);
+}
+
+#[test]
+fn dash_u_runs_as_that_user() {
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "-u", "user", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["sh", "-c", "id -u; id -g; id -G; echo $HOME"])
+        .run();
+    assert_eq!(out.ok(), "1000\n1000\n1000 50\n/home/user\n");
+}
+
+#[test]
+fn a_file_written_to_a_volume_belongs_to_the_invoking_user() {
+    use std::os::unix::fs::MetadataExt;
+    for user in [User::Sub, User::NoSub] {
+        let vol = scratch(user, "volume-owner");
+        hutch(user)
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{}:/out", vol.display()),
+                "--rootfs",
+            ])
+            .arg_path(rootfs(user))
+            .args(["sh", "-c", "echo hi > /out/file"])
+            .run()
+            .ok();
+        let meta = std::fs::metadata(vol.join("file")).unwrap();
+        assert_eq!(meta.uid(), user.uid(), "{user:?}");
+        assert_eq!(meta.gid(), user.account().gid, "{user:?}");
+    }
+}
+
+#[test]
+fn only_the_sandboxs_processes_are_visible() {
+    let out = hutch(User::Sub)
+        .run_rootfs([
+            "sh",
+            "-c",
+            "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '",
+        ])
+        .run();
+    // pid 1 is hutch's init, then sh and the pipeline's own processes:
+    // nothing of the host (whose pids run into the thousands).
+    let pids: Vec<u32> = out
+        .ok()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids[0], 1, "{pids:?}");
+    assert!(pids.len() <= 8 && pids.iter().all(|&p| p < 20), "{pids:?}");
+}
+
+#[test]
+fn hostname_is_the_sandboxs_own() {
+    let out = hutch(User::Sub).run_rootfs(["hostname"]).run();
+    let default = out.ok().trim().to_string();
+    assert_eq!(default.len(), 12, "{default}");
+    assert!(default.chars().all(|c| c.is_ascii_hexdigit()), "{default}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(default, host.trim());
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "-h", "judge-7", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["sh", "-c", "hostname; echo $HOSTNAME"])
+        .run();
+    assert_eq!(out.ok(), "judge-7\njudge-7\n");
+}
+
+#[test]
+fn loopback_is_the_only_interface_and_it_is_up() {
+    let out = hutch(User::Sub)
+        .run_rootfs(["sh", "-c", "cat /proc/net/dev; ip link"])
+        .run();
+    let text = out.ok();
+    let ifaces: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .take_while(|l| l.contains('|') || l.contains(':'))
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .take_while(|n| !n.chars().next().unwrap_or('0').is_ascii_digit())
+        .collect();
+    assert_eq!(ifaces, vec!["lo"], "{text}");
+    let links = text
+        .lines()
+        .filter(|l| l.starts_with(char::is_numeric))
+        .count();
+    assert_eq!(links, 1, "{text}");
+    assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "{text}");
+}
+
+#[test]
+fn writes_land_in_the_upper_dir_and_never_in_the_rootfs() {
+    let data = scratch(User::Sub, "data-dir");
+    let root = rootfs(User::Sub);
+    let out = hutch(User::Sub)
+        .env("HUTCH_DATA_DIR", &data)
+        .args(["run", "--rootfs"])
+        .arg_path(root)
+        .args([
+            "sh",
+            "-c",
+            "echo changed > /etc/hostname && echo new > /written-inside && rm /bin/ls && cat /etc/hostname",
+        ])
+        .run();
+    assert_eq!(out.ok(), "changed\n");
+    // ROOTFS is untouched...
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "hutch-test\n"
+    );
+    assert!(!root.join("written-inside").exists());
+    assert!(root.join("bin/ls").symlink_metadata().is_ok());
+    // ...and without --rm the writes stay in containers/<id>/upper.
+    let containers: Vec<_> = std::fs::read_dir(data.join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(containers.len(), 1);
+    let upper = containers[0].path().join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("written-inside")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upper.join("etc/hostname")).unwrap(),
+        "changed\n"
+    );
+}
+
+#[test]
+fn with_rm_nothing_is_left_in_the_data_dir() {
+    let data = scratch(User::Sub, "data-dir-rm");
+    hutch(User::Sub)
+        .env("HUTCH_DATA_DIR", &data)
+        .run_rootfs(["sh", "-c", "echo x > /file"])
+        .run()
+        .ok();
+    let left: Vec<_> = walk(&data);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn read_only_root_refuses_writes() {
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--read-only", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args([
+            "sh",
+            "-c",
+            "touch /x || echo refused; echo y > /tmp/y || echo refused",
+        ])
+        .run();
+    let text = out.ok();
+    assert_eq!(text, "refused\nrefused\n", "{out:?}");
+    assert!(out.stderr.contains("Read-only file system"), "{out:?}");
+}
+
+#[test]
+fn tmpfs_is_writable_and_its_size_is_enforced() {
+    let out = hutch(User::Sub)
+        .args([
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "--rootfs",
+        ])
+        .arg_path(rootfs(User::Sub))
+        .args([
+            "sh",
+            "-c",
+            "echo ok > /scratch/a && cat /scratch/a; \
+             dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>/dev/null || echo full; \
+             du -k /scratch/big | cut -f1; grep ' /scratch ' /proc/mounts",
+        ])
+        .run();
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], ["ok", "full"], "{text}");
+    let kib: u64 = lines[2].parse().unwrap();
+    assert!(kib <= 1024, "{text}");
+    assert!(
+        lines[3].contains("tmpfs") && lines[3].contains("size=1024k"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_read_only_volume_refuses_writes() {
+    let vol = scratch(User::Sub, "ro-volume");
+    std::fs::write(vol.join("kept"), "original").unwrap();
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "-v", &format!("{}:/data:ro", vol.display()), "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args([
+            "sh",
+            "-c",
+            "cat /data/kept; echo; echo x > /data/kept || echo refused; touch /data/new || echo refused",
+        ])
+        .run();
+    assert_eq!(out.ok(), "original\nrefused\nrefused\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("kept")).unwrap(),
+        "original"
+    );
+    assert!(!vol.join("new").exists());
+}
+
+#[test]
+fn a_setuid_root_binary_gains_nothing() {
+    let root = rootfs(User::Sub);
+    // Control: the probe does report a setuid gain where the kernel grants
+    // one (run by another user on the host, it gets the owner's euid).
+    let control = crate::harness::as_user(User::NoSub, root.join("bin/suid-probe"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&control.stdout),
+        format!("uid={} euid={}\n", User::NoSub.uid(), User::Sub.uid())
+    );
+    // Inside, the probe is setuid root; run as 1000 it stays 1000.
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "-u", "1000", "--rootfs"])
+        .arg_path(root)
+        .args([
+            "sh",
+            "-c",
+            "stat -c '%u %A' /bin/suid-probe; /bin/suid-probe; /bin/suid-busybox id -u 2>/dev/null; ln -s /bin/suid-busybox /tmp/id && /tmp/id -u",
+        ])
+        .run();
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0 -rwsr-xr-x", "{text}");
+    assert_eq!(lines[1], "uid=1000 euid=1000", "{text}");
+    assert_eq!(lines.last(), Some(&"1000"), "{text}");
+}
+
+#[test]
+fn devpts_is_the_sandboxs_own() {
+    let out = hutch(User::Sub).run_rootfs(["ls", "/dev/pts"]).run();
+    // The host's ptys are not there: only this devpts's ptmx.
+    assert_eq!(out.ok(), "ptmx\n");
+}
+
+#[test]
+fn fuse_overlayfs_works_when_asked_for() {
+    let root = rootfs(User::Sub);
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--overlay=fuse", "--rootfs"])
+        .arg_path(root)
+        .args([
+            "sh",
+            "-c",
+            "grep ' / ' /proc/mounts | cut -d' ' -f1,3; echo new > /fuse-written && cat /fuse-written",
+        ])
+        .run();
+    assert_eq!(out.ok(), "fuse-overlayfs fuse.fuse-overlayfs\nnew\n");
+    assert!(!root.join("fuse-written").exists());
+}
+
+/// Regression: the device binds were made nodev, so /dev/null could not be
+/// opened and busybox sh failed to start background jobs.
+#[test]
+fn device_nodes_work() {
+    let out = hutch(User::NoSub)
+        .run_rootfs([
+            "sh",
+            "-c",
+            "echo x > /dev/null && head -c 3 /dev/zero | wc -c && head -c 8 /dev/urandom | wc -c",
+        ])
+        .run();
+    assert_eq!(out.ok().split_whitespace().collect::<Vec<_>>(), ["3", "8"]);
 }

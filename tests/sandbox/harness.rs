@@ -296,3 +296,184 @@ impl Hutch {
         }
     }
 }
+
+/// A hutch started in the background, its stdout read line by line, for
+/// tests that act while the sandbox runs (signals, kills, terminals).
+pub struct Live {
+    pub child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Hutch {
+    /// Start hutch with piped stdout and stderr (and stdin when given).
+    pub fn spawn(mut self) -> Live {
+        use std::io::{BufRead, Read};
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn hutch");
+        if let Some(data) = self.stdin.take() {
+            let mut sin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = sin.write_all(&data);
+            });
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Live {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+}
+
+impl Live {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait for the next stdout line containing `needle` (the sandbox's own
+    /// "ready" or acknowledgement), failing the test after [`TIMEOUT`].
+    #[track_caller]
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(TIMEOUT) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {needle:?} from the sandbox ({e}); got {:?}",
+                    self.stdout
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child we spawned and have not reaped.
+        let r = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Wait for hutch to end and collect what it wrote.
+    pub fn finish(mut self) -> Out {
+        let pid = self.pid();
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(TIMEOUT) {
+            Ok(r) => r.expect("wait for hutch"),
+            Err(_) => {
+                // SAFETY: killing the child we spawned.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("hutch did not finish within {TIMEOUT:?}");
+            }
+        };
+        while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.join().unwrap_or_default();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join("\n"),
+            stderr,
+        }
+    }
+}
+
+/// The pids of every descendant of `pid` (children, grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A pidfd for `pid`, or None if it is already gone.
+pub fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes integers and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Wait until the process behind `fd` has exited (and been reaped by its
+/// parent or not: a pidfd turns readable on exit); false after `timeout`.
+pub fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
+    n == 1
+}
+
+/// tests/programs/*.c built once with `gcc -static` into a directory the
+/// test users can read; bind it into a sandbox with [`programs_volume`].
+pub fn programs_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dst = fixtures_dir().join("programs");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let src = project_dir().join("tests/programs");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("c") {
+                continue;
+            }
+            let out = dst.join(path.file_stem().unwrap());
+            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+            let status = Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&tmp)
+                .arg(&path)
+                .status()
+                .expect("run gcc (scripts/setup-host.sh installs it)");
+            assert!(status.success(), "gcc failed on {}", path.display());
+            std::fs::rename(&tmp, &out).unwrap();
+        }
+        dst
+    })
+}
+
+/// `-v <programs>:/p:ro`
+pub fn programs_volume() -> String {
+    format!("{}:/p:ro", programs_dir().display())
+}

@@ -4,4 +4,9 @@
 mod harness;
 
 mod engine;
+mod errors;
+mod host;
 mod images;
+mod judge;
+mod leaks;
+mod process;

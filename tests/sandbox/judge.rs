@@ -1,0 +1,263 @@
+//! Resource limits and judge mode: every limit is enforced and reported.
+//!
+//! Each test runs twice: as hutch-sub, to whom `.ci/run` delegated a cgroup
+//! v1 subtree (the cgroup path), and as hutch-nosub, who has none (the
+//! rlimit-and-watchdog path). Which path a run took is asserted from the
+//! report's `enforced_by`, against what `hutch info` says this host offers.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::harness::{hutch, programs_volume, scratch, User};
+
+/// What `hutch info` says enforces each limit for `user`.
+fn mechanisms(user: User) -> BTreeMap<String, String> {
+    let out = hutch(user).args(["info", "--format", "json"]).run();
+    let info: Value = serde_json::from_str(out.ok()).unwrap();
+    serde_json::from_value(info["limits"].clone()).unwrap()
+}
+
+/// Run a judged command and return its report.
+fn judge(user: User, name: &str, flags: &[&str], cmd: &[&str]) -> (Value, crate::harness::Out) {
+    let dir = scratch(user, name);
+    let report = dir.join("report.json");
+    let out = hutch(user)
+        .run_rootfs([
+            "-v",
+            &programs_volume(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .args(flags)
+        .args(cmd)
+        .run();
+    let text =
+        std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no report ({e}): {out:#?}"));
+    (serde_json::from_str(&text).unwrap(), out)
+}
+
+fn both(test: impl Fn(User)) {
+    for user in [User::Sub, User::NoSub] {
+        test(user);
+    }
+}
+
+#[test]
+fn fork_bomb_is_contained_and_the_host_still_forks() {
+    both(|user| {
+        let (r, _) = judge(
+            user,
+            "forkbomb",
+            &["--pids-limit", "32", "--wall-time-limit", "3"],
+            &["sh", "-c", "f() { f | f & }; f; sleep 100"],
+        );
+        assert_eq!(r["status"], "wall-time-limit", "{r}");
+        let by = &mechanisms(user)["pids"];
+        assert_eq!(r["enforced_by"]["pids"], *by, "{r}");
+        eprintln!("{user:?}: pids limit enforced by {by}");
+        if by.starts_with("cgroup") {
+            assert_eq!(r["limits_reached"][0], "pids", "{r}");
+        }
+        // The bomb is gone: the user can still fork.
+        let out = crate::harness::as_user(user, "/bin/sh")
+            .args([
+                "-c",
+                "for i in 1 2 3 4 5; do /bin/true & done; wait; echo forked",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "forked");
+    });
+}
+
+#[test]
+fn allocation_loop_hits_the_memory_limit() {
+    both(|user| {
+        let (r, _) = judge(user, "alloc", &["-m", "64m"], &["/p/alloc"]);
+        assert_eq!(r["status"], "memory-limit", "{r}");
+        let by = &mechanisms(user)["memory"];
+        assert_eq!(r["enforced_by"]["memory"], *by, "{r}");
+        eprintln!("{user:?}: memory limit enforced by {by}");
+        let rss = r["max_rss_kib"].as_u64().unwrap();
+        assert!(rss > 16 * 1024 && rss <= 80 * 1024, "peak {rss} KiB: {r}");
+    });
+}
+
+#[test]
+fn busy_loop_hits_the_cpu_time_limit() {
+    both(|user| {
+        let (r, _) = judge(
+            user,
+            "busy",
+            &["--time-limit", "1"],
+            &["sh", "-c", "while :; do :; done"],
+        );
+        assert_eq!(r["status"], "time-limit", "{r}");
+        let cpu = r["cpu_time_ms"].as_u64().unwrap();
+        assert!((900..=1500).contains(&cpu), "cpu {cpu} ms: {r}");
+    });
+}
+
+#[test]
+fn many_busy_processes_share_one_cpu_time_limit() {
+    // Two loops of 0.6 s each stay under a per-process RLIMIT_CPU of 1 s:
+    // only the whole-sandbox watchdog can stop them.
+    both(|user| {
+        let (r, _) = judge(
+            user,
+            "busy2",
+            &["--time-limit", "1", "--wall-time-limit", "20"],
+            &[
+                "sh",
+                "-c",
+                "(while :; do :; done) & (while :; do :; done) & wait",
+            ],
+        );
+        assert_eq!(r["status"], "time-limit", "{r}");
+        let cpu = r["cpu_time_ms"].as_u64().unwrap();
+        assert!((900..=1600).contains(&cpu), "cpu {cpu} ms: {r}");
+    });
+}
+
+#[test]
+fn sleep_hits_the_wall_time_limit() {
+    both(|user| {
+        let (r, out) = judge(
+            user,
+            "sleep",
+            &["--wall-time-limit", "1"],
+            &["sleep", "100"],
+        );
+        assert_eq!(r["status"], "wall-time-limit", "{r}");
+        assert_eq!(out.code, 137);
+        let wall = r["wall_time_ms"].as_u64().unwrap();
+        assert!((1000..3000).contains(&wall), "wall {wall} ms: {r}");
+    });
+}
+
+#[test]
+fn output_limit_keeps_exactly_the_limit() {
+    both(|user| {
+        let dir = scratch(user, "yes-out");
+        let stdout = dir.join("stdout");
+        let (r, _) = judge(
+            user,
+            "yes",
+            &[
+                "--output-limit",
+                "1000000",
+                "--stdout",
+                stdout.to_str().unwrap(),
+            ],
+            &["yes"],
+        );
+        assert_eq!(r["status"], "output-limit", "{r}");
+        assert_eq!(r["output_bytes"], 1_000_000, "{r}");
+        assert_eq!(std::fs::metadata(&stdout).unwrap().len(), 1_000_000);
+    });
+}
+
+#[test]
+fn normal_program_is_ok_with_plausible_figures() {
+    both(|user| {
+        let (r, out) = judge(
+            user,
+            "hello",
+            &["-m", "256m", "--time-limit", "5"],
+            &["/p/hello"],
+        );
+        assert_eq!(out.stdout, "hello\n");
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["exit_code"], 0);
+        assert!(r["signal"].is_null());
+        assert!(r["cpu_time_ms"].as_u64().unwrap() < 500, "{r}");
+        assert!(r["wall_time_ms"].as_u64().unwrap() < 5000, "{r}");
+        let rss = r["max_rss_kib"].as_u64().unwrap();
+        assert!(rss > 0 && rss < 64 * 1024, "{r}");
+        let (r, out) = judge(user, "hello3", &[], &["/p/hello", "3"]);
+        assert_eq!(
+            (out.code, &r["status"], &r["exit_code"]),
+            (3, &"runtime-error".into(), &3.into())
+        );
+    });
+}
+
+#[test]
+fn segfault_is_signaled_11() {
+    both(|user| {
+        let (r, out) = judge(user, "segv", &[], &["/p/segv"]);
+        assert_eq!(r["status"], "signaled", "{r}");
+        assert_eq!(r["signal"], 11);
+        assert_eq!(out.code, 139);
+    });
+}
+
+#[test]
+fn stdin_and_stdout_files() {
+    let user = User::NoSub;
+    let dir = scratch(user, "io-files");
+    std::fs::write(dir.join("in"), "3 4\n").unwrap();
+    let (r, _) = judge(
+        user,
+        "io",
+        &[
+            "--stdin",
+            dir.join("in").to_str().unwrap(),
+            "--stdout",
+            dir.join("out").to_str().unwrap(),
+            "--stderr",
+            dir.join("err").to_str().unwrap(),
+        ],
+        &["sh", "-c", "read a b; echo $((a+b)); echo oops >&2"],
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(std::fs::read_to_string(dir.join("out")).unwrap(), "7\n");
+    assert_eq!(std::fs::read_to_string(dir.join("err")).unwrap(), "oops\n");
+}
+
+#[test]
+fn unenforceable_limit_is_refused_unless_best_effort() {
+    // hutch-nosub has no delegated cgroup: --cpus cannot be enforced.
+    let user = User::NoSub;
+    assert!(mechanisms(user)["cpus"].starts_with("unavailable"));
+    let (r, out) = judge(user, "cpus", &["--cpus", "0.5"], &["true"]);
+    out.fails_with(125, "--cpus cannot be enforced");
+    assert_eq!(r["status"], "sandbox-error");
+    assert!(r["message"].as_str().unwrap().contains("--cpus"));
+    let (r, out) = judge(
+        user,
+        "cpus-be",
+        &["--cpus", "0.5", "--limits", "best-effort"],
+        &["true"],
+    );
+    assert_eq!(out.code, 0);
+    assert_eq!(r["not_enforced"][0], "cpus", "{r}");
+}
+
+#[test]
+fn fifty_runs_on_two_workers_all_report_correctly() {
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let user = if w == 0 { User::Sub } else { User::NoSub };
+                for i in 0..25 {
+                    let code = (i % 3).to_string();
+                    let (r, out) = judge(
+                        user,
+                        &format!("par{w}-{i}"),
+                        &["--time-limit", "2", "-m", "128m"],
+                        &["/p/hello", &code],
+                    );
+                    assert_eq!(out.stdout, "hello\n");
+                    let want = if i % 3 == 0 { "ok" } else { "runtime-error" };
+                    assert_eq!(r["status"], want, "{r}");
+                    assert_eq!(r["exit_code"], i % 3);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}

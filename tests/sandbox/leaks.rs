@@ -1,0 +1,131 @@
+//! Many runs leave nothing behind: no mount, process, directory or
+//! descriptor.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+
+use crate::harness::{hutch, scratch, Hutch, User};
+
+const RUNS: usize = 200;
+const MARKER: &str = "hutch-leak-check-marker";
+
+fn listing(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            out.insert(e.path().display().to_string());
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                todo.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+fn processes_with_marker() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(MARKER) {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+fn user_tmp_entries(uid: u32) -> BTreeSet<String> {
+    std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.metadata().map(|m| m.uid() == uid).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// hutch's own open descriptors while its sandbox runs.
+fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) -> usize {
+    let mut live = isolated(data, runtime)
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                ": {MARKER}; trap 'exit 0' USR1; echo ready; while :; do sleep 1000 & wait $!; done"
+            ),
+        ])
+        .spawn();
+    live.wait_line("ready");
+    // The workload runs; wait until hutch itself is past start-up (its
+    // last setup read sees EOF when the workload execs) and sits in the
+    // relay's poll, then count.
+    let wchan = format!("/proc/{}/wchan", live.pid());
+    let mut settled = false;
+    for _ in 0..100_000 {
+        if std::fs::read_to_string(&wchan)
+            .unwrap_or_default()
+            .contains("poll")
+        {
+            settled = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(settled, "hutch never reached its relay loop");
+    let n = std::fs::read_dir(format!("/proc/{}/fd", live.pid()))
+        .unwrap()
+        .count();
+    live.signal(libc::SIGUSR1);
+    assert_eq!(live.finish().code, 0);
+    n
+}
+
+fn isolated(data: &std::path::Path, runtime: &std::path::Path) -> Hutch {
+    hutch(User::Sub)
+        .env("HUTCH_DATA_DIR", data)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .run_rootfs(Vec::<String>::new())
+}
+
+#[test]
+fn two_hundred_runs_leave_nothing_behind() {
+    let data = scratch(User::Sub, "leak-data");
+    let runtime = scratch(User::Sub, "leak-runtime");
+    let uid = User::Sub.uid();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let tmp_before = user_tmp_entries(uid);
+
+    let fds_first = hutch_fds_while_running(&data, &runtime);
+    let dirs_after_first = listing(&runtime);
+    for i in 0..RUNS {
+        let out = isolated(&data, &runtime)
+            .args([
+                "sh",
+                "-c",
+                &format!(": {MARKER}; ls /proc/self/fd | tr '\\n' ' '"),
+            ])
+            .run();
+        // The workload gets stdin, stdout, stderr and nothing else (3 is
+        // ls's own handle on the directory).
+        assert_eq!(out.ok(), "0 1 2 3 ", "run {i}: {out:?}");
+    }
+    let fds_last = hutch_fds_while_running(&data, &runtime);
+
+    assert_eq!(fds_first, fds_last, "hutch's descriptor count grew");
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        mounts_before,
+        "the host's mount table changed"
+    );
+    assert_eq!(processes_with_marker(), Vec::<String>::new());
+    assert_eq!(listing(&data), BTreeSet::new(), "the data dir is not empty");
+    assert_eq!(listing(&runtime), dirs_after_first, "the runtime dir grew");
+    let tmp_after = user_tmp_entries(uid);
+    assert!(
+        tmp_after.is_subset(&tmp_before),
+        "new entries in /tmp: {:?}",
+        tmp_after.difference(&tmp_before).collect::<Vec<_>>()
+    );
+}
