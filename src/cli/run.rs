@@ -546,6 +546,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_entrypoint_and_cmd_as_docker_combines_them() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let config = RunConfig {
+            entrypoint: Some(v(&["/bin/echo", "ep"])),
+            cmd: Some(v(&["default"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            image_command(&config, None, vec![]),
+            v(&["/bin/echo", "ep", "default"])
+        );
+        assert_eq!(
+            image_command(&config, None, v(&["x"])),
+            v(&["/bin/echo", "ep", "x"])
+        );
+        // --entrypoint drops the image's Cmd; "" drops the entrypoint too.
+        assert_eq!(image_command(&config, Some("sh"), vec![]), v(&["sh"]));
+        assert_eq!(
+            image_command(&config, Some("sh"), v(&["-c", "id"])),
+            v(&["sh", "-c", "id"])
+        );
+        assert_eq!(image_command(&config, Some(""), v(&["ls"])), v(&["ls"]));
+        let cmd_only = RunConfig {
+            cmd: Some(v(&["sh"])),
+            ..Default::default()
+        };
+        assert_eq!(image_command(&cmd_only, None, vec![]), v(&["sh"]));
+        assert_eq!(image_command(&cmd_only, None, v(&["true"])), v(&["true"]));
+        assert!(image_command(&RunConfig::default(), None, vec![]).is_empty());
+    }
+
+    #[test]
     fn volumes() {
         assert_eq!(
             parse_volume("/tmp:/data:ro").unwrap(),

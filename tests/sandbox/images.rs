@@ -282,7 +282,16 @@ fn tls_registry_with_a_configured_ca() {
         chown(&p, acct.uid, acct.gid);
     }
     let busybox = image(TLS, "busybox");
-    h(user, &d).args(["pull", "-q", &busybox]).run().ok();
+    let out = h(user, &d).args(["pull", &busybox]).run();
+    out.ok();
+    // Not a terminal: one plain line per layer, no bars.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains(": downloading (")),
+        "{out:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(": done (")), "{out:#?}");
+    assert!(!out.stderr.contains('\x1b'), "{out:#?}");
     let out = h(user, &d)
         .args(["run", "--rm", &busybox, "echo", "over tls"])
         .run();
