@@ -4,7 +4,7 @@
 # to a directory, each as the unprivileged user hutch-sub with a cold store
 # every time. Prints each run, the medians and the ratios.
 #
-#   sudo bench/pull.sh [RUNS]        (default 5; needs scripts/setup-host.sh
+#   sudo bench/pull.sh [RUNS]        (default 5; needs scripts/setup-host.sh, podman, bc
 #                                     and a release build: cargo build --release)
 #
 # The image: a busybox base plus four layers of the host's files

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for how the modules fit together.
 
 pub mod cli;
+pub mod container;
 pub mod image;
 pub mod paths;
 pub mod policy;

@@ -2,9 +2,17 @@
 
 use clap::Parser;
 
+use hutch::container::ContainerError;
 use hutch::sandbox::SandboxError;
 
 fn main() {
+    // The supervisor mode is picked before any argument parsing: it should
+    // touch as little of the binary as it can, to stay small in memory.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).as_deref() == Some(std::ffi::OsStr::new(hutch::container::supervisor::MODE)) {
+        let dir = argv.next().unwrap_or_default();
+        hutch::container::supervisor::main(std::path::Path::new(&dir));
+    }
     let cli = match hutch::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -18,9 +26,15 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("hutch: {}", chain(&err));
-            err.downcast_ref::<SandboxError>()
-                .map(SandboxError::exit_code)
-                .unwrap_or(hutch::sandbox::error::EXIT_HUTCH)
+            if let Some(e) = err.downcast_ref::<hutch::cli::Failed>() {
+                e.code
+            } else if let Some(e) = err.downcast_ref::<ContainerError>() {
+                e.exit_code()
+            } else {
+                err.downcast_ref::<SandboxError>()
+                    .map(SandboxError::exit_code)
+                    .unwrap_or(hutch::sandbox::error::EXIT_HUTCH)
+            }
         }
     };
     std::process::exit(code);

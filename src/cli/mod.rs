@@ -3,17 +3,29 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod create;
+pub mod exec;
 pub mod image;
 pub mod images;
 pub mod info;
+pub mod inspect;
+pub mod kill;
 pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod logs;
+pub mod policy;
+pub mod ps;
 pub mod pull;
+pub mod restart;
+pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod security;
+pub mod start;
+pub mod stop;
+pub mod wait;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,9 +42,33 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new sandbox
-    Run(Box<run::RunArgs>),
+    Run(Box<run::RunCommand>),
+    /// Create a container without starting it
+    Create(Box<run::RunArgs>),
+    /// Start one or more created or exited containers
+    Start(start::StartArgs),
+    /// Stop one or more running containers (StopSignal, then SIGKILL)
+    Stop(stop::StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(kill::KillArgs),
+    /// Stop and start one or more containers
+    Restart(restart::RestartArgs),
+    /// Remove one or more containers
+    Rm(rm::RmArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// Show a container's output
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// Show containers' configuration and state as JSON
+    Inspect(inspect::InspectArgs),
+    /// Wait for containers to stop, then print their exit codes
+    Wait(wait::WaitArgs),
     /// Show what this host offers and what hutch will use
     Info(info::InfoArgs),
+    /// Check and show seccomp and Landlock policy profiles
+    Policy(policy::PolicyArgs),
     /// Pull an image from a registry
     Pull(pull::PullArgs),
     /// List images
@@ -53,7 +89,19 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Create(args) => create::create(*args),
+        Command::Start(args) => start::start(args),
+        Command::Stop(args) => stop::stop(args),
+        Command::Kill(args) => kill::kill(args),
+        Command::Restart(args) => restart::restart(args),
+        Command::Rm(args) => rm::rm(args),
+        Command::Ps(args) => ps::ps(args),
+        Command::Logs(args) => logs::logs(args),
+        Command::Exec(args) => exec::exec(args),
+        Command::Inspect(args) => inspect::inspect(args),
+        Command::Wait(args) => wait::wait(args),
         Command::Info(args) => info::info(args),
+        Command::Policy(args) => policy::policy(args),
         Command::Pull(args) => pull::pull(args),
         Command::Images(args) => images::images(args),
         Command::Rmi(args) => rmi::rmi(args),
@@ -62,4 +110,55 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(args) => login::login(args),
         Command::Logout(args) => logout::logout(args),
     }
+}
+
+/// An error with the exit code Docker gives it (1 for most lifecycle
+/// commands, whose failures Docker reports as the daemon's).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Docker's exit code for a lifecycle command that failed.
+pub const EXIT_FAILED: i32 = 1;
+
+/// Apply `f` to each named container, as `docker stop a b c` does: print
+/// each name that succeeded, report each failure on stderr, and fail with
+/// exit 1 if any did.
+pub fn each<E: std::fmt::Display>(
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<(), E>,
+) -> anyhow::Result<i32> {
+    let mut errors = Vec::new();
+    for name in names {
+        match f(name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    match errors.len() {
+        0 => Ok(0),
+        _ => {
+            let last = errors.pop().unwrap_or_default();
+            for e in errors {
+                eprintln!("hutch: {e}");
+            }
+            Err(Failed {
+                code: EXIT_FAILED,
+                message: last,
+            }
+            .into())
+        }
+    }
+}
+
+/// A single-container command's error, with Docker's exit code 1.
+pub fn failed(e: impl std::fmt::Display) -> anyhow::Error {
+    Failed {
+        code: EXIT_FAILED,
+        message: e.to_string(),
+    }
+    .into()
 }

@@ -1,5 +1,6 @@
 //! `hutch run`: flags with Docker's names and meanings, turned into a Spec.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
@@ -7,7 +8,8 @@ use clap::{ArgAction, Args};
 use crate::cli::limits::{JudgeArgsError, LimitArgs};
 use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
-use crate::image::manifest::{parse_signal, RunConfig};
+use crate::container::record::parse_signal;
+use crate::image::manifest::RunConfig;
 use crate::image::{self, PullPolicy};
 use crate::paths;
 use crate::sandbox::attach;
@@ -85,6 +87,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
+    /// Name the container (default: a generated name)
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Log options of the json-file driver: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "OPT=VALUE")]
+    pub log_opt: Vec<String>,
+
+    /// Signal that `stop` sends first (default SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+
     /// Set an environment variable (NAME=VALUE, or NAME to copy it from here)
     #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
@@ -140,6 +158,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
 
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Pull the image: missing (when not in the store), always, never
     #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -151,9 +171,6 @@ pub struct RunArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
-    #[command(flatten)]
-    pub limits: LimitArgs,
-
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
         trailing_var_arg = true,
@@ -162,7 +179,22 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// `run`: the options of `create`, plus `-d`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Run in the background and print the container's id
+    #[arg(short = 'd', long = "detach")]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
+    if cmd.detach {
+        return crate::cli::create::run_detached(cmd.args);
+    }
+    let args = cmd.args;
     let judged = args.limits.wants_report();
     let started = build_spec(&args)
         .map_err(anyhow::Error::from)
@@ -308,9 +340,15 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         for d in [&upper, &work] {
             paths::create_private(d)?;
         }
-        if let Some(image) = &image_id {
-            record_container(&dir, &id, image)?;
-        }
+        // The overlay's root takes the upper dir's mode: 0755 as an image's
+        // `/`, or users other than root cannot enter it. The container's
+        // directory above stays private.
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| paths::PathsError::Create {
+                path: upper.clone(),
+                source,
+            },
+        )?;
         UpperDir::Persistent { upper, work }
     };
 
@@ -373,22 +411,6 @@ pub fn image_command(
     };
     let cmd = if given.is_empty() { default_cmd } else { given };
     ep.into_iter().chain(cmd).collect()
-}
-
-/// Note the image a kept container was made from, so `rmi` can tell it is
-/// in use. The container lifecycle owns the rest of this record.
-fn record_container(dir: &Path, id: &str, image: &str) -> Result<(), RunError> {
-    let path = dir.join("config.json");
-    if path.exists() {
-        return Ok(());
-    }
-    let body = serde_json::json!({ "id": id, "image": image });
-    crate::image::store::atomic_write(&path, body.to_string().as_bytes()).map_err(|e| {
-        RunError::Record {
-            path: path.clone(),
-            reason: e.to_string(),
-        }
-    })
 }
 
 fn environment(

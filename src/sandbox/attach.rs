@@ -339,13 +339,13 @@ fn copy_window_size(master: RawFd) {
 }
 
 /// A signalfd for the forwarded signals, with the old mask kept to restore.
-struct SignalFd {
-    fd: OwnedFd,
+pub(crate) struct SignalFd {
+    pub(crate) fd: OwnedFd,
     old: libc::sigset_t,
 }
 
 impl SignalFd {
-    fn new() -> Result<SignalFd, SandboxError> {
+    pub(crate) fn new() -> Result<SignalFd, SandboxError> {
         let set = init::blocked_set();
         // SAFETY: sigset_t is plain data; sigprocmask fills `old`.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -365,7 +365,7 @@ impl SignalFd {
         Ok(SignalFd { fd, old })
     }
 
-    fn read(&self) -> Option<i32> {
+    pub(crate) fn read(&self) -> Option<i32> {
         // SAFETY: plain data.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -380,19 +380,19 @@ impl SignalFd {
         (n == size as isize).then_some(info.ssi_signo as i32)
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         // SAFETY: restoring the mask saved in new().
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }
 }
 
 /// The user's terminal in raw mode for as long as this lives.
-struct RawTerminal {
+pub(crate) struct RawTerminal {
     saved: Option<libc::termios>,
 }
 
 impl RawTerminal {
-    fn enter() -> RawTerminal {
+    pub(crate) fn enter() -> RawTerminal {
         // SAFETY: termios is plain data; tcgetattr fills it, cfmakeraw edits
         // a copy, tcsetattr applies it to fd 0 only if fd 0 is a terminal.
         unsafe {

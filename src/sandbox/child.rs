@@ -48,7 +48,8 @@ pub fn main(spec: &Spec, fds: ChildFds) -> ! {
     report_and_exit(fds.error, &err)
 }
 
-fn report_and_exit(fd: RawFd, err: &SetupError) -> ! {
+/// Write `err` to the error pipe and exit with its code.
+pub fn report_and_exit(fd: RawFd, err: &SetupError) -> ! {
     if let Ok(json) = serde_json::to_vec(err) {
         let _ = sys::write_all(fd, &json);
     }
@@ -201,7 +202,9 @@ fn on_ptmx() -> Option<String> {
 }
 
 /// The workload's last steps: confine, then exec. Seccomp goes on last.
-fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible, SetupError> {
+/// `hutch exec` runs the same steps in a joined container, so a process it
+/// starts is confined exactly as the workload is.
+pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible, SetupError> {
     let proc = &spec.process;
     reset_signals();
     // SAFETY: setsid takes no arguments; the workload leads its own session,

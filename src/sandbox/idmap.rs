@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdmapError {
@@ -58,7 +58,7 @@ impl std::str::FromStr for UsernsMode {
 }
 
 /// One line of a uid_map: `count` ids from `inside` map to `outside`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRange {
     pub inside: u32,
     pub outside: u32,
@@ -72,7 +72,7 @@ pub struct SubRange {
     pub count: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMapping {
     pub uid_map: Vec<IdRange>,
     pub gid_map: Vec<IdRange>,

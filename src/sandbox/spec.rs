@@ -4,12 +4,14 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::policy::Policy;
 use crate::sandbox::idmap::IdMapping;
 use crate::sandbox::limits::Enforcement;
 
 /// Where the root filesystem comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RootSource {
     /// The host's system directories, read-only, on an empty private root.
     Host,
@@ -18,7 +20,7 @@ pub enum RootSource {
 }
 
 /// Where the writable layer of the overlay lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UpperDir {
     /// A tmpfs private to the sandbox's mount namespace: nothing to clean up
     /// on the host, gone with the sandbox (`run --rm`).
@@ -29,7 +31,7 @@ pub enum UpperDir {
 }
 
 /// Which overlay implementation to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OverlayDriver {
     /// Kernel overlayfs, falling back to fuse-overlayfs when the kernel refuses.
     Auto,
@@ -37,7 +39,7 @@ pub enum OverlayDriver {
     Fuse,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mount {
     /// A recursive bind of a host path.
     Bind {
@@ -61,14 +63,14 @@ impl Mount {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Process {
     /// argv; `args[0]` is looked up in the sandbox's `PATH` when it has no `/`.
     pub args: Vec<String>,
@@ -82,10 +84,11 @@ pub struct Process {
     pub stdin: bool,
     /// The signal that asks the workload to stop (the image's StopSignal,
     /// else SIGTERM).
+    #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
     /// A unique id (64 hex digits); names runtime directories and logs.
     pub id: String,
@@ -99,6 +102,7 @@ pub struct Spec {
     pub process: Process,
     pub policy: Policy,
     /// Resource limits and how each is enforced here.
+    #[serde(default)]
     pub limits: Enforcement,
     /// A private directory for this sandbox on the host (mount staging).
     pub scratch: PathBuf,
@@ -123,3 +127,7 @@ impl Spec {
 
 /// Environment every workload starts from, as Docker's.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
+}

@@ -97,7 +97,15 @@ pub fn hutch_bin() -> &'static Path {
             .join("bin")
             .join(format!("{:016x}", hasher.finish()));
         std::fs::create_dir_all(&dir).unwrap();
-        let dst = dir.join("hutch");
+        // Named after the build it comes from: test runs of other
+        // worktrees share FIXTURES and must not swap binaries under us.
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            env!("CARGO_BIN_EXE_hutch").hash(&mut h);
+            h.finish()
+        };
+        let dst = dir.join(format!("hutch-{build:016x}"));
         let tmp = dir.join(format!("hutch.{}", std::process::id()));
         std::fs::copy(env!("CARGO_BIN_EXE_hutch"), &tmp).unwrap();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -458,19 +466,46 @@ pub fn programs_dir() -> &'static Path {
             if path.extension().and_then(|e| e.to_str()) != Some("c") {
                 continue;
             }
-            let out = dst.join(path.file_stem().unwrap());
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let status = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&tmp)
-                .arg(&path)
-                .status()
-                .expect("run gcc (scripts/setup-host.sh installs it)");
-            assert!(status.success(), "gcc failed on {}", path.display());
-            std::fs::rename(&tmp, &out).unwrap();
+            build_static(&path, &dst.join(path.file_stem().unwrap()));
         }
         dst
     })
+}
+
+/// Compile one C file with `gcc -static` into `out`, atomically.
+fn build_static(src: &Path, out: &Path) {
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(src)
+        .status()
+        .expect("run gcc (scripts/setup-host.sh installs it)");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    std::fs::rename(&tmp, out).unwrap();
+}
+
+/// The policy probe (tests/probe/probe.c), built once into
+/// /tmp/hutch-test/probe/; bind it with [`probe_volume`] and run
+/// `/probe/probe OP...`.
+pub fn probe() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        assert_root();
+        let dst = fixtures_dir().join("probe");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        build_static(
+            &project_dir().join("tests/probe/probe.c"),
+            &dst.join("probe"),
+        );
+        dst
+    })
+}
+
+/// `-v /tmp/hutch-test/probe:/probe:ro`
+pub fn probe_volume() -> String {
+    format!("{}:/probe:ro", probe().display())
 }
 
 /// `-v <programs>:/p:ro`

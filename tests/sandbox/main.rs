@@ -9,4 +9,6 @@ mod host;
 mod images;
 mod judge;
 mod leaks;
+mod lifecycle;
+mod policy;
 mod process;

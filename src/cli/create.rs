@@ -1,0 +1,115 @@
+//! `hutch create` (and `hutch run -d`): record a container from `run`'s
+//! options, then (for `run -d`) start it in the background.
+
+use crate::cli::run::{build_spec, parse_size, RunArgs};
+use crate::container::record::{self, LogConfig};
+use crate::container::{supervisor, time, Config, ContainerError, Store};
+
+pub fn create(args: RunArgs) -> anyhow::Result<i32> {
+    let (_, config) = create_container(&args)?;
+    println!("{}", config.id);
+    Ok(0)
+}
+
+/// `run -d`: create, start, print the id once the workload runs.
+pub fn run_detached(args: RunArgs) -> anyhow::Result<i32> {
+    let (store, config) = create_container(&args)?;
+    let mut c = store.open_locked(&config.id)?;
+    if let Err(e) = supervisor::launch(&mut c) {
+        if c.config.auto_remove {
+            let _ = store.remove(&c);
+        }
+        return Err(e.into());
+    }
+    println!("{}", config.id);
+    Ok(0)
+}
+
+/// Build the Spec and record the container (state `created`).
+pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
+    let store = Store::open()?;
+    let log = log_config(&args.log_opt)?;
+    let stop_signal = match &args.stop_signal {
+        None => None,
+        Some(s) => Some(
+            record::parse_signal(s).ok_or_else(|| ContainerError::Invalid {
+                what: "stop signal",
+                value: s.clone(),
+                hint: "give a name such as SIGTERM or a number",
+            })?,
+        ),
+    };
+    if let Some(name) = &args.name {
+        if !record::valid_name(name) {
+            return Err(ContainerError::InvalidName(name.clone()).into());
+        }
+        // Refuse a taken name before anything is made on disk.
+        if let Ok(id) = store.resolve(name) {
+            if store.read_config(&id).is_ok_and(|c| &c.name == name) {
+                return Err(ContainerError::NameInUse {
+                    name: name.clone(),
+                    id,
+                }
+                .into());
+            }
+        }
+    }
+    let spec = build_spec(args)?;
+    // Without --stop-signal, the image's StopSignal (else SIGTERM).
+    let stop_signal = stop_signal.unwrap_or(spec.process.stop_signal);
+    let (image, image_display) = match (&args.rootfs, args.args.first()) {
+        (Some(dir), _) => (None, dir.display().to_string()),
+        (None, Some(host)) if host == "host" => (None, "host".to_string()),
+        (None, Some(image)) => (Some(image.clone()), image.clone()),
+        (None, None) => (None, String::new()),
+    };
+    let mut config = Config {
+        id: spec.id.clone(),
+        name: args.name.clone().unwrap_or_default(),
+        created: time::now(),
+        image,
+        image_display,
+        auto_remove: args.rm,
+        stop_signal,
+        stop_timeout: args.stop_timeout.unwrap_or(10),
+        log,
+        spec,
+    };
+    if let Err(e) = store.create(&mut config) {
+        // build_spec made the writable layer's directories: take them back.
+        let _ = std::fs::remove_dir_all(store.container_dir(&config.id));
+        return Err(e.into());
+    }
+    Ok((store, config))
+}
+
+fn log_config(opts: &[String]) -> Result<LogConfig, ContainerError> {
+    let mut cfg = LogConfig::default();
+    for opt in opts {
+        let bad = |hint| ContainerError::Invalid {
+            what: "log option",
+            value: opt.clone(),
+            hint,
+        };
+        match opt.split_once('=') {
+            Some(("max-size", v)) => {
+                cfg.max_size = parse_size(v)
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad("max-size takes a size such as 10m or 512k"))?
+            }
+            Some(("max-file", v)) => {
+                cfg.max_file = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad("max-file takes a positive number"))?
+            }
+            _ => {
+                return Err(bad(
+                    "the json-file driver takes max-size=SIZE and max-file=N",
+                ))
+            }
+        }
+    }
+    Ok(cfg)
+}

@@ -1,0 +1,447 @@
+//! Where containers live: `<data dir>/containers/<id>/` holds `config.json`
+//! (fixed at create), `state.json` (rewritten atomically under the lock),
+//! `lock` (flock), the log files and the overlay's `upper` and `work`.
+//! `<data dir>/containers/names/<name>` is a symlink to the id: creating it
+//! is the atomic test-and-set that keeps names unique without a global lock.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Config};
+use super::state::State;
+use super::time;
+use super::ContainerError;
+use crate::paths;
+
+type R<T> = Result<T, ContainerError>;
+
+pub const CONFIG: &str = "config.json";
+pub const STATE: &str = "state.json";
+pub const LOCK: &str = "lock";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// A container loaded under its lock. The lock is released on drop.
+#[derive(Debug)]
+pub struct Container {
+    pub config: Config,
+    pub state: State,
+    pub dir: PathBuf,
+    _lock: Lock,
+}
+
+/// An exclusive flock on a container's lock file.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Store {
+    /// The store under hutch's data dir (`$HUTCH_DATA_DIR` and friends).
+    pub fn open() -> R<Store> {
+        Store::at(paths::data_dir()?.join("containers"))
+    }
+
+    pub fn at(dir: PathBuf) -> R<Store> {
+        paths::create_private(&dir)?;
+        paths::create_private(&dir.join("names"))?;
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn name_link(&self, name: &str) -> PathBuf {
+        self.dir.join("names").join(name)
+    }
+
+    /// Ids of every container, oldest first.
+    pub fn ids(&self) -> R<Vec<String>> {
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| ContainerError::io("cannot list", &self.dir, e))?;
+        let mut out: Vec<(i128, String)> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| record::valid_id(n))
+            .filter_map(|id| {
+                let c = self.read_config(&id).ok()?;
+                Some((c.created, id))
+            })
+            .collect();
+        out.sort();
+        Ok(out.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Find a container by full id, name, or unique id prefix (Docker's
+    /// order).
+    pub fn resolve(&self, key: &str) -> R<String> {
+        if record::valid_id(key) && self.container_dir(key).join(CONFIG).exists() {
+            return Ok(key.to_string());
+        }
+        if record::valid_name(key) {
+            if let Ok(target) = std::fs::read_link(self.name_link(key)) {
+                let id = target.to_string_lossy().into_owned();
+                if record::valid_id(&id) && self.container_dir(&id).join(CONFIG).exists() {
+                    return Ok(id);
+                }
+            }
+        }
+        let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex {
+            let key = key.to_ascii_lowercase();
+            let rd = std::fs::read_dir(&self.dir)
+                .map_err(|e| ContainerError::io("cannot list", &self.dir, e))?;
+            let matches: Vec<String> = rd
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| record::valid_id(n) && n.starts_with(&key))
+                .filter(|n| self.container_dir(n).join(CONFIG).exists())
+                .collect();
+            match matches.len() {
+                0 => {}
+                1 => return Ok(matches.into_iter().next().unwrap_or_default()),
+                count => {
+                    return Err(ContainerError::Ambiguous {
+                        prefix: key.to_string(),
+                        count,
+                    })
+                }
+            }
+        }
+        Err(ContainerError::NoSuch(key.to_string()))
+    }
+
+    /// Claim `name` for `id`. Fails if a live container holds it; a link
+    /// left by a container that no longer exists is taken over.
+    fn claim_name(&self, name: &str, id: &str) -> R<()> {
+        let link = self.name_link(name);
+        for _ in 0..3 {
+            match std::os::unix::fs::symlink(id, &link) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_link(&link)
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if record::valid_id(&holder) && self.container_dir(&holder).exists() {
+                        return Err(ContainerError::NameInUse {
+                            name: name.to_string(),
+                            id: holder,
+                        });
+                    }
+                    // Left over from a crash: remove it and try again.
+                    let _ = std::fs::remove_file(&link);
+                }
+                Err(e) => return Err(ContainerError::io("cannot claim name", &link, e)),
+            }
+        }
+        Err(ContainerError::NameInUse {
+            name: name.to_string(),
+            id: String::new(),
+        })
+    }
+
+    /// Record a new container: claim its name (or generate one), then write
+    /// its config and a `created` state. `config.name` empty means
+    /// "generate". On failure nothing of it is left but what the caller
+    /// made (its upper dir), which the caller removes.
+    pub fn create(&self, config: &mut Config) -> R<()> {
+        if config.name.is_empty() {
+            let mut attempt = 0;
+            loop {
+                let name = record::generated_name(&config.id, attempt);
+                match self.claim_name(&name, &config.id) {
+                    Ok(()) => {
+                        config.name = name;
+                        break;
+                    }
+                    Err(ContainerError::NameInUse { .. }) if attempt < 1000 => attempt += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            if !record::valid_name(&config.name) {
+                return Err(ContainerError::InvalidName(config.name.clone()));
+            }
+            self.claim_name(&config.name, &config.id)?;
+        }
+        let dir = self.container_dir(&config.id);
+        let result = (|| {
+            paths::create_private(&dir)?;
+            write_json(&dir.join(CONFIG), config)?;
+            write_json(&dir.join(STATE), &State::new())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(self.name_link(&config.name));
+        }
+        result
+    }
+
+    pub fn read_config(&self, id: &str) -> R<Config> {
+        read_json(&self.container_dir(id).join(CONFIG))
+    }
+
+    pub fn read_state(&self, id: &str) -> R<State> {
+        read_json(&self.container_dir(id).join(STATE))
+    }
+
+    /// Resolve `key`, take the container's lock, load it, and bring a stale
+    /// "running" state up to date (see [`State::reconcile`]).
+    pub fn open_locked(&self, key: &str) -> R<Container> {
+        let id = self.resolve(key)?;
+        let dir = self.container_dir(&id);
+        let lock = Lock::take(&dir)?;
+        // It may have been removed while we waited for the lock.
+        if !dir.join(CONFIG).exists() {
+            return Err(ContainerError::NoSuch(key.to_string()));
+        }
+        let config = self.read_config(&id)?;
+        let mut state = self.read_state(&id)?;
+        if state.reconcile(time::now()) {
+            write_json(&dir.join(STATE), &state)?;
+        }
+        Ok(Container {
+            config,
+            state,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// Load without the lock, for listing. A stale state is reconciled
+    /// under the lock.
+    pub fn peek(&self, id: &str) -> R<(Config, State)> {
+        let config = self.read_config(id)?;
+        let state = self.read_state(id)?;
+        if state.status == super::Status::Running && !state.supervisor.is_some_and(|p| p.alive()) {
+            let c = self.open_locked(id)?;
+            return Ok((c.config, c.state));
+        }
+        Ok((config, state))
+    }
+
+    /// Remove the container's files and its name. The caller holds the lock
+    /// and has checked that nothing runs.
+    pub fn remove(&self, c: &Container) -> R<()> {
+        let link = self.name_link(&c.config.name);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == c.config.id.as_str()) {
+            let _ = std::fs::remove_file(&link);
+        }
+        // config.json goes first: from then on the container does not exist,
+        // even if removing the rest fails half-way.
+        let _ = std::fs::remove_file(c.dir.join(CONFIG));
+        super::remove::remove_tree(&c.dir, &c.config.spec.idmap)
+    }
+}
+
+impl Store {
+    /// Remove a container whose config cannot be read (written by an
+    /// incompatible hutch, or damaged): end its supervisor if the state
+    /// still names a live one, drop its name, remove its files with the
+    /// id mapping hutch would use now.
+    pub fn remove_damaged(&self, key: &str) -> R<()> {
+        let id = self.resolve(key)?;
+        let dir = self.container_dir(&id);
+        let _lock = Lock::take(&dir)?;
+        if let Ok(state) = self.read_state(&id) {
+            if let Some(fd) = state.supervisor.and_then(|p| p.open()) {
+                let _ = fd.signal(libc::SIGKILL);
+                fd.wait_exit(Some(std::time::Duration::from_secs(30)));
+            }
+        }
+        if let Ok(names) = std::fs::read_dir(self.dir.join("names")) {
+            for link in names.flatten() {
+                if std::fs::read_link(link.path()).is_ok_and(|t| t.as_os_str() == id.as_str()) {
+                    let _ = std::fs::remove_file(link.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_file(dir.join(CONFIG));
+        let idmap =
+            crate::sandbox::idmap::IdMapping::resolve(crate::sandbox::idmap::UsernsMode::Auto);
+        super::remove::remove_tree(&dir, &idmap)
+    }
+}
+
+impl Container {
+    pub fn save(&self) -> R<()> {
+        write_json(&self.dir.join(STATE), &self.state)
+    }
+
+    /// `name` as Docker prints it in messages.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+impl Lock {
+    /// Block until we hold the container's lock.
+    pub fn take(dir: &Path) -> R<Lock> {
+        let path = dir.join(LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ContainerError::NoSuch(
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                _ => ContainerError::io("cannot open lock", &path, e),
+            })?;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if r == 0 {
+                return Ok(Lock { _file: file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(ContainerError::io("cannot lock", &path, e));
+            }
+        }
+    }
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> R<T> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ContainerError::NoSuch(
+            path.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        _ => ContainerError::io("cannot read", path, e),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Write JSON atomically: a temporary file in the same directory, fsync,
+/// rename over the old one, fsync the directory. A crash leaves the old
+/// file or the new one, never a torn one.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> R<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ContainerError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> R<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let fail = |what, e| ContainerError::io(what, path, e);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| fail("cannot write", e))?;
+        f.write_all(bytes).map_err(|e| fail("cannot write", e))?;
+        f.sync_all().map_err(|e| fail("cannot sync", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| fail("cannot replace", e))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::record::LogConfig;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hutch-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn config(id: &str, name: &str) -> Config {
+        let spec: crate::sandbox::Spec = serde_json::from_value(serde_json::json!({
+            "id": id, "root": "Host", "upper": "Ephemeral", "overlay": "Auto",
+            "readonly_root": false, "hostname": "h", "mounts": [],
+            "idmap": {"uid_map": [], "gid_map": [], "use_helpers": false, "default_uid": 0, "default_gid": 0},
+            "process": {"args": ["sh"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0, "additional_gids": []}, "terminal": false, "stdin": false},
+            "policy": {"name": "unconfined"}, "scratch": "/tmp"
+        }))
+        .unwrap();
+        Config {
+            id: id.into(),
+            name: name.into(),
+            created: time::now(),
+            image: None,
+            image_display: "host".into(),
+            auto_remove: false,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: 10,
+            log: LogConfig::default(),
+            spec,
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_prefixes_resolve() {
+        let dir = scratch("names");
+        let store = Store::at(dir.clone()).unwrap();
+        let a = format!("aaaa{}", "0".repeat(60));
+        let b = format!("aabb{}", "0".repeat(60));
+        store.create(&mut config(&a, "web")).unwrap();
+        let err = store.create(&mut config(&b, "web")).unwrap_err();
+        assert!(matches!(err, ContainerError::NameInUse { .. }), "{err}");
+        let mut gen = config(&b, "");
+        store.create(&mut gen).unwrap();
+        assert!(!gen.name.is_empty());
+        assert_eq!(store.resolve("web").unwrap(), a);
+        assert_eq!(store.resolve("aaa").unwrap(), a);
+        assert_eq!(store.resolve(&gen.name).unwrap(), b);
+        assert!(matches!(
+            store.resolve("aa"),
+            Err(ContainerError::Ambiguous { count: 2, .. })
+        ));
+        assert!(matches!(
+            store.resolve("ff"),
+            Err(ContainerError::NoSuch(_))
+        ));
+        assert_eq!(store.ids().unwrap(), vec![a.clone(), b.clone()]);
+
+        let c = store.open_locked("web").unwrap();
+        store.remove(&c).unwrap();
+        drop(c);
+        assert!(matches!(
+            store.resolve("web"),
+            Err(ContainerError::NoSuch(_))
+        ));
+        // The name is free again.
+        store.create(&mut config(&a, "web")).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

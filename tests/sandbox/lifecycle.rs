@@ -1,0 +1,524 @@
+//! The container lifecycle, as a Docker user types it: run -d, create,
+//! start, stop, kill, restart, rm, ps, logs, exec, inspect, wait. Every
+//! test has its own data directory, so tests never see each other's
+//! containers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::harness::{self, hutch, rootfs, scratch, Hutch, Live, Out, User};
+
+/// One test's hutch: a user and a private data directory.
+struct Ctx {
+    user: User,
+    data: PathBuf,
+}
+
+impl Ctx {
+    fn new(name: &str) -> Ctx {
+        let data = scratch(User::Sub, &format!("lifecycle-{name}")).join("data");
+        Ctx::at(data)
+    }
+
+    fn at(data: PathBuf) -> Ctx {
+        let user = User::Sub;
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let acct = user.account();
+        harness::chown(&data, acct.uid, acct.gid);
+        Ctx { user, data }
+    }
+
+    fn cmd<const N: usize>(&self, args: [&str; N]) -> Hutch {
+        hutch(self.user)
+            .env("HUTCH_DATA_DIR", &self.data)
+            .args(args)
+    }
+
+    fn h<const N: usize>(&self, args: [&str; N]) -> Out {
+        self.cmd(args).run()
+    }
+
+    /// `run -d --name NAME --rootfs <busybox> ARGS...`; the id it printed.
+    fn run_d(&self, name: &str, args: &[&str]) -> String {
+        let out = self
+            .cmd(["run", "-d", "--name", name, "--rootfs"])
+            .arg_path(rootfs(self.user))
+            .args(args)
+            .run();
+        let id = out.ok().trim().to_string();
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "run -d printed {id:?}"
+        );
+        id
+    }
+
+    fn inspect(&self, name: &str, field: &str) -> String {
+        let tmpl = format!("{{{{{field}}}}}");
+        self.h(["inspect", "-f", &tmpl, name])
+            .ok()
+            .trim()
+            .to_string()
+    }
+
+    /// Follow the logs until a line with `needle` appears: the workload's
+    /// own signal that it is ready.
+    fn wait_ready(&self, name: &str, needle: &str) -> Live {
+        let mut live = self.cmd(["logs", "-f", name]).spawn();
+        live.wait_line(needle);
+        live
+    }
+}
+
+/// Gone, or a zombie nobody has reaped yet: nothing runs.
+fn not_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => {
+            let state = s[s.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state == 'Z' || state == 'X'
+        }
+    }
+}
+
+fn pid_of(ctx: &Ctx, name: &str, field: &str) -> i32 {
+    let pid: i32 = ctx.inspect(name, field).parse().unwrap();
+    assert!(pid > 0, "{field} of {name} is {pid}");
+    pid
+}
+
+#[test]
+fn the_five_commands_of_the_issue() {
+    let ctx = Ctx::new("five");
+    let id = ctx.run_d(
+        "my-container",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; echo started; while :; do sleep 0.1; done",
+        ],
+    );
+    let live = ctx.wait_ready("my-container", "started");
+    let ps = ctx.h(["ps"]);
+    let row = ps.ok().lines().nth(1).unwrap_or_default().to_string();
+    assert!(row.starts_with(&id[..12]), "{ps:?}");
+    assert!(
+        row.contains("Up ") && row.ends_with("my-container"),
+        "{row}"
+    );
+    assert!(ps.stdout.starts_with("CONTAINER ID   IMAGE"), "{ps:?}");
+
+    // Starting a running container changes nothing.
+    assert_eq!(ctx.h(["start", "my-container"]).ok(), "my-container\n");
+    assert_eq!(ctx.h(["stop", "my-container"]).ok(), "my-container\n");
+    // logs -f ended with the container.
+    let followed = live.finish();
+    assert_eq!(followed.code, 0, "{followed:?}");
+    assert!(followed.stdout.contains("bye"), "{followed:?}");
+
+    let ps = ctx.h(["ps", "-a"]);
+    assert!(ps.ok().contains("Exited (0) "), "{ps:?}");
+    assert!(ctx.h(["ps", "-q"]).ok().is_empty(), "no running container");
+    assert_eq!(ctx.h(["logs", "my-container"]).ok(), "started\nbye\n");
+    assert_eq!(ctx.inspect("my-container", ".State.Status"), "exited");
+
+    assert_eq!(ctx.h(["rm", "my-container"]).ok(), "my-container\n");
+    assert!(ctx.h(["ps", "-a", "-q"]).ok().is_empty());
+    ctx.h(["logs", "my-container"])
+        .fails_with(1, "No such container: my-container");
+    assert!(!ctx.data.join("containers").join(&id).exists());
+}
+
+#[test]
+fn logs_tail_timestamps_since_and_streams() {
+    let ctx = Ctx::new("tail");
+    ctx.run_d(
+        "talker",
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2",
+        ],
+    );
+    assert_eq!(ctx.h(["wait", "talker"]).ok(), "0\n");
+    let all = ctx.h(["logs", "talker"]);
+    assert_eq!(all.ok(), "line 1\nline 2\nline 3\nline 4\nline 5\n");
+    assert_eq!(all.stderr, "oops\n", "stderr goes back to stderr");
+
+    let tail = ctx.h(["logs", "--tail", "2", "talker"]);
+    assert_eq!(tail.ok(), "line 5\n");
+    assert_eq!(tail.stderr, "oops\n");
+
+    let stamped = ctx.h(["logs", "-t", "--tail", "3", "talker"]);
+    for line in stamped.ok().lines() {
+        let (stamp, text) = line.split_once(' ').unwrap();
+        assert!(
+            stamp.len() == 30 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{line}"
+        );
+        assert!(text.starts_with("line "), "{line}");
+    }
+    assert_eq!(stamped.stdout.lines().count(), 2);
+
+    assert!(ctx
+        .h(["logs", "--since", "2999-01-01T00:00:00Z", "talker"])
+        .ok()
+        .is_empty());
+    assert_eq!(
+        ctx.h(["logs", "--since", "1h", "talker"])
+            .ok()
+            .lines()
+            .count(),
+        5
+    );
+    ctx.h(["logs", "--since", "whenever", "talker"])
+        .fails_with(1, "invalid --since");
+
+    // The log itself is Docker's json-file format.
+    let id = ctx.inspect("talker", ".Id");
+    let raw = std::fs::read_to_string(ctx.data.join("containers").join(id).join("container.log"))
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "line 1\n");
+    assert_eq!(first["stream"], "stdout");
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn stop_kills_a_workload_that_ignores_sigterm() {
+    let ctx = Ctx::new("stubborn");
+    ctx.run_d(
+        "stubborn",
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    );
+    drop(ctx.wait_ready("stubborn", "ready"));
+    let t = Instant::now();
+    ctx.h(["stop", "-t", "1", "stubborn"]).ok();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed before the timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    assert_eq!(ctx.inspect("stubborn", ".State.ExitCode"), "137");
+    assert!(ctx.h(["ps", "-a"]).ok().contains("Exited (137)"));
+}
+
+#[test]
+fn files_survive_stop_and_start() {
+    let ctx = Ctx::new("persist");
+    ctx.run_d(
+        "keeper",
+        &[
+            "sh",
+            "-c",
+            "cat /kept 2>/dev/null || echo absent; echo written > /kept; echo ready; exec sleep 1000",
+        ],
+    );
+    drop(ctx.wait_ready("keeper", "ready"));
+    ctx.h(["stop", "-t", "0", "keeper"]).ok();
+    ctx.h(["start", "keeper"]).ok();
+    assert_eq!(ctx.h(["exec", "keeper", "cat", "/kept"]).ok(), "written\n");
+    assert_eq!(ctx.inspect("keeper", ".RestartCount"), "1");
+    // The second run found the file the first one wrote.
+    ctx.h(["restart", "-t", "0", "keeper"]).ok();
+    let logs = ctx.h(["logs", "keeper"]);
+    assert!(
+        logs.ok().starts_with("absent\nready\nwritten\n"),
+        "{logs:?}"
+    );
+    ctx.h(["rm", "-f", "keeper"]).ok();
+}
+
+#[test]
+fn exec_sees_the_same_files_and_processes_and_is_confined() {
+    let ctx = Ctx::new("exec");
+    ctx.run_d(
+        "box",
+        &[
+            "sh",
+            "-c",
+            "echo hi > /from-workload; echo ready; exec sleep 1000",
+        ],
+    );
+    drop(ctx.wait_ready("box", "ready"));
+    assert_eq!(ctx.h(["exec", "box", "cat", "/from-workload"]).ok(), "hi\n");
+    let ps = ctx.h(["exec", "box", "ps", "-o", "pid,args"]);
+    assert!(
+        ps.ok()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "sleep", "1000"]),
+        "same pid namespace: {ps:?}"
+    );
+    let status = ctx.h(["exec", "box", "cat", "/proc/self/status"]);
+    let status = status.ok();
+    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "{status}");
+    // Same hostname, same user namespace as the workload.
+    assert_eq!(
+        ctx.h(["exec", "box", "hostname"]).ok(),
+        ctx.h(["exec", "box", "cat", "/proc/sys/kernel/hostname"])
+            .ok()
+    );
+    let map = ctx.h(["exec", "box", "cat", "/proc/self/uid_map"]);
+    assert!(map.ok().contains(&User::Sub.uid().to_string()), "{map:?}");
+
+    // Options and the exit status.
+    let out = ctx.h([
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/home/user",
+        "-u",
+        "1000",
+        "box",
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u; exit 7",
+    ]);
+    assert_eq!(out.code, 7, "{out:?}");
+    assert_eq!(out.stdout, "bar\n/home/user\n1000\n");
+    assert_eq!(
+        ctx.cmd(["exec", "-i", "box", "cat"])
+            .stdin("piped\n")
+            .run()
+            .ok(),
+        "piped\n"
+    );
+    ctx.h(["exec", "box", "no-such-command"])
+        .fails_with(127, "executable file not found");
+
+    ctx.h(["stop", "-t", "0", "box"]).ok();
+    ctx.h(["exec", "box", "true"])
+        .fails_with(1, "is not running");
+}
+
+#[test]
+fn rm_f_on_a_running_container_leaves_no_process() {
+    let ctx = Ctx::new("rmf");
+    ctx.run_d(
+        "doomed",
+        &["sh", "-c", "sleep 1000 & echo ready; exec sleep 1001"],
+    );
+    drop(ctx.wait_ready("doomed", "ready"));
+    let supervisor = pid_of(&ctx, "doomed", ".State.SupervisorPid");
+    let mut pids = vec![supervisor];
+    pids.extend(harness::descendants(supervisor));
+    assert!(pids.len() >= 4, "supervisor, init, two sleeps: {pids:?}");
+
+    ctx.h(["rm", "doomed"])
+        .fails_with(1, "container doomed is running: stop it first or use -f");
+    assert!(
+        pids.iter().all(|&p| !not_running(p)),
+        "refused rm changed nothing"
+    );
+
+    assert_eq!(ctx.h(["rm", "-f", "doomed"]).ok(), "doomed\n");
+    for p in pids {
+        assert!(not_running(p), "process {p} survived rm -f");
+    }
+    assert!(ctx.h(["ps", "-a", "-q"]).ok().is_empty());
+}
+
+#[test]
+fn a_killed_supervisor_is_noticed() {
+    let ctx = Ctx::new("orphan");
+    ctx.run_d("orphan", &["sleep", "1000"]);
+    let supervisor = pid_of(&ctx, "orphan", ".State.SupervisorPid");
+    let init = pid_of(&ctx, "orphan", ".State.Pid");
+    let sup_fd = harness::pidfd(supervisor).unwrap();
+    let init_fd = harness::pidfd(init).unwrap();
+    // SAFETY: killing the supervisor hutch started (we are root).
+    assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
+    assert!(harness::wait_exit(&sup_fd, Duration::from_secs(10)));
+    assert!(
+        harness::wait_exit(&init_fd, Duration::from_secs(10)),
+        "the sandbox died with its supervisor"
+    );
+    let ps = ctx.h(["ps", "-a"]);
+    assert!(ps.ok().contains("Exited (unknown)"), "{ps:?}");
+    assert_eq!(ctx.inspect("orphan", ".State.Status"), "exited");
+    assert_eq!(ctx.inspect("orphan", ".State.ExitCode"), "-1");
+    assert!(ctx
+        .inspect("orphan", ".State.Error")
+        .contains("supervisor died"));
+    assert_eq!(ctx.h(["wait", "orphan"]).ok(), "-1\n");
+    ctx.h(["rm", "orphan"]).ok();
+}
+
+#[test]
+fn two_containers_with_the_same_name_are_refused() {
+    let ctx = Ctx::new("dup");
+    let id = ctx.run_d("twin", &["sleep", "1000"]);
+    let second = ctx
+        .cmd(["run", "-d", "--name", "twin", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["sleep", "1000"])
+        .run();
+    second.fails_with(125, "the container name \"twin\" is already in use");
+    assert!(second.stderr.contains(&id), "{second:?}");
+    let created = ctx
+        .cmd(["create", "--name", "twin", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["true"])
+        .run();
+    created.fails_with(125, "already in use");
+    // Nothing else was made.
+    assert_eq!(ctx.h(["ps", "-a", "-q"]).ok().lines().count(), 1);
+    let dirs = std::fs::read_dir(ctx.data.join("containers"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+        .count();
+    assert_eq!(dirs, 1);
+    ctx.h(["rm", "-f", "twin"]).ok();
+}
+
+#[test]
+fn create_then_start_and_docker_errors() {
+    let ctx = Ctx::new("create");
+    let id = ctx
+        .cmd(["create", "--name", "later", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["sh", "-c", "echo ran; exit 3"])
+        .run();
+    let id = id.ok().trim().to_string();
+    assert_eq!(ctx.inspect("later", ".State.Status"), "created");
+    assert!(ctx.h(["ps", "-a"]).ok().contains("Created"));
+    // A unique prefix of the id names the container.
+    let out = ctx.h(["start", "-a", &id[..6]]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stdout, "ran\n");
+    assert_eq!(ctx.h(["wait", "later"]).ok(), "3\n");
+    ctx.h(["kill", "later"])
+        .fails_with(1, "container later is not running");
+    ctx.h(["stop", "nosuch"])
+        .fails_with(1, "No such container: nosuch");
+    ctx.h(["rm", "nosuch", "later"])
+        .fails_with(1, "No such container: nosuch");
+    // rm of several names removed the one that existed.
+    ctx.h(["inspect", "later"])
+        .fails_with(1, "No such container: later");
+    ctx.h(["kill", "-s", "NOPE", "x"])
+        .fails_with(1, "invalid signal");
+}
+
+#[test]
+fn twenty_containers_started_at_once_keep_their_own_state_and_logs() {
+    let ctx = Ctx::new("twenty");
+    let root = rootfs(ctx.user).to_path_buf();
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let name = format!("c{i}");
+            let msg = format!("echo I am {name}");
+            ctx.cmd(["run", "-d", "--name", &name, "--rootfs"])
+                .arg_path(&root)
+                .args(["sh", "-c", &msg])
+                .spawn()
+        })
+        .collect();
+    let ids: Vec<String> = runs
+        .into_iter()
+        .map(|r| r.finish().ok().trim().to_string())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 20);
+    for (i, id) in ids.iter().enumerate() {
+        let name = format!("c{i}");
+        assert_eq!(ctx.h(["wait", &name]).ok(), "0\n");
+        assert_eq!(ctx.h(["logs", &name]).ok(), format!("I am {name}\n"));
+        assert_eq!(ctx.inspect(&name, ".Id"), *id);
+    }
+    assert_eq!(ctx.h(["ps", "-a", "-q"]).ok().lines().count(), 20);
+    let json = ctx.h(["ps", "-a", "--format", "json"]);
+    for line in json.ok().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["State"], "exited");
+        assert!(v["Status"].as_str().unwrap().starts_with("Exited (0)"));
+    }
+}
+
+/// A tmpfs of `size` mounted (as root) on a fresh directory owned by `user`.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn new(name: &str, size: &str, user: User) -> SmallDisk {
+        let dir = scratch(user, name).join("disk");
+        std::fs::create_dir_all(&dir).unwrap();
+        let acct = user.account();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!(
+                "size={size},mode=0700,uid={},gid={}",
+                acct.uid, acct.gid
+            ))
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs on {}", dir.display());
+        SmallDisk(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_while_logging_is_reported_and_the_container_keeps_running() {
+    let disk = SmallDisk::new("lifecycle-fulldisk", "1m", User::Sub);
+    let ctx = Ctx::at(disk.path().join("data"));
+    // About 4 MB of output into a 1 MB data dir; the writable layer is a
+    // tmpfs of the sandbox's own (--rm), so only the log fills the disk.
+    let id = ctx
+        .cmd([
+            "run", "-d", "--rm", "--name", "flood", "--log-opt", "max-size=100m", "--tmpfs",
+            "/run", "--rootfs",
+        ])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 40000 ]; do echo 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789; i=$((i+1)); done; touch /run/done; exec sleep 1000",
+        ])
+        .run();
+    id.ok();
+    // Wait (inside the container) until the flood was written: the
+    // supervisor has read all but a pipe's worth of it by then.
+    ctx.h([
+        "exec",
+        "flood",
+        "sh",
+        "-c",
+        "while [ ! -e /run/done ]; do sleep 0.05; done",
+    ])
+    .ok();
+    assert_eq!(ctx.inspect("flood", ".State.Status"), "running");
+    let err = ctx.inspect("flood", ".State.LogError");
+    assert!(err.contains("No space left on device"), "{err:?}");
+    let logs = ctx.h(["logs", "--tail", "1", "flood"]);
+    assert!(logs.stderr.contains("is incomplete"), "{logs:?}");
+    assert_eq!(ctx.h(["exec", "flood", "echo", "alive"]).ok(), "alive\n");
+    ctx.h(["rm", "-f", "flood"]).ok();
+}
