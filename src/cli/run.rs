@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args};
 
 use crate::cli::limits::{JudgeArgsError, LimitArgs};
+use crate::cli::network::NetworkArgs;
 use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
 use crate::container::record::parse_signal;
@@ -68,6 +69,8 @@ pub enum RunError {
     Limits(#[from] JudgeArgsError),
     #[error(transparent)]
     LimitPlan(#[from] crate::sandbox::limits::LimitError),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error(transparent)]
     Idmap(#[from] crate::sandbox::idmap::IdmapError),
 }
@@ -170,6 +173,9 @@ pub struct RunArgs {
     /// No pull progress
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
@@ -371,6 +377,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stop_signal,
         },
         policy: args.security.resolve()?,
+        network: args.network.resolve()?,
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,

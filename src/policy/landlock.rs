@@ -90,12 +90,12 @@ pub fn rights(name: &str) -> Option<Vec<&'static str>> {
         .map(|(_, v)| v.to_vec())
 }
 
-fn right(name: &str) -> (AccessFs, u32) {
+/// The right of one name from [`FS_RIGHTS`]; an unknown name grants nothing.
+fn right(name: &str) -> BitFlags<AccessFs> {
     FS_RIGHTS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|&(_, a, v)| (a, v))
-        .expect("rights() only returns known names")
+        .map_or(BitFlags::EMPTY, |&(_, a, _)| a.into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ impl Default for LandlockModel {
 /// Why a Landlock model cannot be enforced on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AbiError {
-    #[error("the profile requires Landlock ABI {needed}, but this kernel has {}", found_text(*.found))]
+    #[error("the profile requires Landlock ABI {needed}, but this kernel has {} (hint: a newer kernel, or --security-opt landlock=unconfined to run without Landlock)", found_text(*.found))]
     Minimum { needed: u32, found: u32 },
     #[error("the profile restricts {what}, which needs Landlock ABI {needed}, but this kernel has {} (hint: set `best_effort = true` in [landlock] to run without it, or use a newer kernel)", found_text(*.found))]
     Feature {
@@ -192,7 +192,7 @@ pub enum AbiError {
 
 fn found_text(found: u32) -> String {
     if found == 0 {
-        "no Landlock at all (hint: boot with lsm=...,landlock)".into()
+        "no Landlock at all (is `landlock` in the kernel's lsm= list?)".into()
     } else {
         format!("ABI {found}")
     }
@@ -292,7 +292,7 @@ impl Plan {
                 let access = p
                     .access
                     .iter()
-                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n).0);
+                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n));
                 (p.target.clone(), access & handled_fs)
             })
             .collect();

@@ -101,6 +101,8 @@ pub struct Spec {
     pub idmap: IdMapping,
     pub process: Process,
     pub policy: Policy,
+    /// The network: none, private (slirp4netns or pasta) or host.
+    pub network: crate::net::NetworkSpec,
     /// Resource limits and how each is enforced here.
     #[serde(default)]
     pub limits: Enforcement,
