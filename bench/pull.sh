@@ -4,7 +4,7 @@
 # to a directory, each as the unprivileged user hutch-sub with a cold store
 # every time. Prints each run, the medians and the ratios.
 #
-#   sudo bench/pull.sh [RUNS]        (default 5; needs scripts/setup-host.sh
+#   sudo bench/pull.sh [RUNS]        (default 5; needs scripts/setup-host.sh, podman, bc
 #                                     and a release build: cargo build --release)
 #
 # The image: a busybox base plus four layers of the host's files
@@ -65,18 +65,37 @@ time_it() {
     awk '{printf "%s %.2f\n", $1, $2 + $3}' "$bench/last.time"
 }
 
-# As root: the stores hold files of subordinate ids.
-clean() { rm -rf "$bench/store"; }
+# A fresh store for every run: an emptied tmpfs (default), or a directory
+# on the disk with BENCH_FS=disk (ext4 then slows inode allocation for a
+# while after a run's deletes: BENCH_PAUSE=SECONDS waits between runs).
+fs=${BENCH_FS:-tmpfs}
+pause=${BENCH_PAUSE:-0}
+# Rootless podman keeps a pause process holding its mount namespace; one
+# left from before the tmpfs was mounted would not see it.
+pausefile=$bench/run-$user/libpod/tmp/pause.pid
+[ -s "$pausefile" ] && kill "$(cat "$pausefile")" 2>/dev/null || true
+mountpoint -q "$bench/store" && umount "$bench/store"
+rm -rf "$bench/store"
+mkdir -p "$bench/store"
+[ "$fs" = tmpfs ] && mount -t tmpfs -o size=4g,mode=755 tmpfs "$bench/store"
+chown "$user:" "$bench/store"
+clean() {
+    # As root: the stores hold files of subordinate ids.
+    find "$bench/store" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    sync
+    sleep "$pause"
+}
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 declare -A results cpus
 tools=(hutch skopeo)
 command -v podman >/dev/null && tools+=(podman)
-for tool in "${tools[@]}"; do
-    for n in $(seq 1 "$runs"); do
+# Round robin, so every tool meets the file system in the same state (ext4
+# slows down inode allocation after many deletes).
+for n in $(seq 1 "$runs"); do
+    for tool in "${tools[@]}"; do
         clean
-        mkdir -p "$bench/store" && chown "$user:" "$bench/store"
         case $tool in
             hutch) cmd="HUTCH_DATA_DIR=$bench/store/hutch $bench/hutch pull -q $ref" ;;
             skopeo) cmd="skopeo copy -q --src-tls-verify=false docker://$ref dir:$bench/store/dir" ;;
@@ -89,12 +108,14 @@ for tool in "${tools[@]}"; do
     done
 done
 clean
+[ -s "$pausefile" ] && kill "$(cat "$pausefile")" 2>/dev/null || true
+mountpoint -q "$bench/store" && umount "$bench/store"
 
 echo
 install -d -o "$user" "$bench/size"
 size=$(as_user "HUTCH_DATA_DIR=$bench/size $bench/hutch pull -q $ref >/dev/null && HUTCH_DATA_DIR=$bench/size $bench/hutch images" | awk 'NR==2 {print $NF}')
 rm -rf "$bench/size"
-echo "image $ref: $size unpacked, 5 layers; $runs cold runs each; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "image $ref: $size unpacked, 5 layers; $runs cold runs each, store on $fs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A med medc
 for tool in "${tools[@]}"; do
     med[$tool]=$(echo "${results[$tool]}" | tr ' ' '\n' | grep . | median)

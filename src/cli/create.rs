@@ -30,12 +30,14 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
     let store = Store::open()?;
     let log = log_config(&args.log_opt)?;
     let stop_signal = match &args.stop_signal {
-        None => libc::SIGTERM,
-        Some(s) => record::parse_signal(s).ok_or_else(|| ContainerError::Invalid {
-            what: "stop signal",
-            value: s.clone(),
-            hint: "give a name such as SIGTERM or a number",
-        })?,
+        None => None,
+        Some(s) => Some(
+            record::parse_signal(s).ok_or_else(|| ContainerError::Invalid {
+                what: "stop signal",
+                value: s.clone(),
+                hint: "give a name such as SIGTERM or a number",
+            })?,
+        ),
     };
     if let Some(name) = &args.name {
         if !record::valid_name(name) {
@@ -53,6 +55,8 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
         }
     }
     let spec = build_spec(args)?;
+    // Without --stop-signal, the image's StopSignal (else SIGTERM).
+    let stop_signal = stop_signal.unwrap_or(spec.process.stop_signal);
     let (image, image_display) = match (&args.rootfs, args.args.first()) {
         (Some(dir), _) => (None, dir.display().to_string()),
         (None, Some(host)) if host == "host" => (None, "host".to_string()),

@@ -167,3 +167,33 @@ pub fn failed(e: impl std::fmt::Display) -> anyhow::Error {
     }
     .into()
 }
+
+#[cfg(test)]
+mod cli_definition_tests {
+    /// clap refuses duplicate flags only in debug builds, and the suite runs
+    /// in release: check every command's short and long flags here, so a
+    /// merge that gives two options one letter fails a test, not a user.
+    #[test]
+    fn no_command_has_a_flag_twice() {
+        use clap::CommandFactory;
+        fn check(cmd: &clap::Command, path: &str) {
+            let mut shorts = std::collections::HashSet::new();
+            let mut longs = std::collections::HashSet::new();
+            for a in cmd.get_arguments() {
+                if let Some(s) = a.get_short() {
+                    assert!(shorts.insert(s), "{path}: -{s} is defined twice");
+                }
+                if let Some(l) = a.get_long() {
+                    assert!(
+                        longs.insert(l.to_string()),
+                        "{path}: --{l} is defined twice"
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&super::Cli::command(), "hutch");
+    }
+}

@@ -9,7 +9,8 @@ use crate::cli::limits::{JudgeArgsError, LimitArgs};
 use crate::cli::network::NetworkArgs;
 use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
-use crate::image::manifest::{parse_signal, RunConfig};
+use crate::container::record::parse_signal;
+use crate::image::manifest::RunConfig;
 use crate::image::{self, PullPolicy};
 use crate::paths;
 use crate::sandbox::attach;
@@ -345,9 +346,6 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         for d in [&upper, &work] {
             paths::create_private(d)?;
         }
-        if let Some(image) = &image_id {
-            record_container(&dir, &id, image)?;
-        }
         // The overlay's root takes the upper dir's mode: 0755 as an image's
         // `/`, or users other than root cannot enter it. The container's
         // directory above stays private.
@@ -420,22 +418,6 @@ pub fn image_command(
     };
     let cmd = if given.is_empty() { default_cmd } else { given };
     ep.into_iter().chain(cmd).collect()
-}
-
-/// Note the image a kept container was made from, so `rmi` can tell it is
-/// in use. The container lifecycle owns the rest of this record.
-fn record_container(dir: &Path, id: &str, image: &str) -> Result<(), RunError> {
-    let path = dir.join("config.json");
-    if path.exists() {
-        return Ok(());
-    }
-    let body = serde_json::json!({ "id": id, "image": image });
-    crate::image::store::atomic_write(&path, body.to_string().as_bytes()).map_err(|e| {
-        RunError::Record {
-            path: path.clone(),
-            reason: e.to_string(),
-        }
-    })
 }
 
 fn environment(
@@ -600,6 +582,38 @@ fn exposed_ports(config: &RunConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_entrypoint_and_cmd_as_docker_combines_them() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let config = RunConfig {
+            entrypoint: Some(v(&["/bin/echo", "ep"])),
+            cmd: Some(v(&["default"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            image_command(&config, None, vec![]),
+            v(&["/bin/echo", "ep", "default"])
+        );
+        assert_eq!(
+            image_command(&config, None, v(&["x"])),
+            v(&["/bin/echo", "ep", "x"])
+        );
+        // --entrypoint drops the image's Cmd; "" drops the entrypoint too.
+        assert_eq!(image_command(&config, Some("sh"), vec![]), v(&["sh"]));
+        assert_eq!(
+            image_command(&config, Some("sh"), v(&["-c", "id"])),
+            v(&["sh", "-c", "id"])
+        );
+        assert_eq!(image_command(&config, Some(""), v(&["ls"])), v(&["ls"]));
+        let cmd_only = RunConfig {
+            cmd: Some(v(&["sh"])),
+            ..Default::default()
+        };
+        assert_eq!(image_command(&cmd_only, None, vec![]), v(&["sh"]));
+        assert_eq!(image_command(&cmd_only, None, v(&["true"])), v(&["true"]));
+        assert!(image_command(&RunConfig::default(), None, vec![]).is_empty());
+    }
 
     #[test]
     fn volumes() {

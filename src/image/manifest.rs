@@ -340,31 +340,6 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// A signal name or number from an image's StopSignal.
-pub fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let name = s.trim_start_matches("SIG");
-    Some(match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "WINCH" => libc::SIGWINCH,
-        "PWR" => libc::SIGPWR,
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        _ => {
-            let n = name.strip_prefix("RTMIN+")?.parse::<i32>().ok()?;
-            libc::SIGRTMIN() + n
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,13 +395,5 @@ mod tests {
         let c = chain_ids(&[a.clone(), b.clone()]);
         assert_eq!(c[0], a);
         assert_eq!(c[1], Digest::of(format!("{a} {b}").as_bytes()));
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGTERM"), Some(libc::SIGTERM));
-        assert_eq!(parse_signal("QUIT"), Some(libc::SIGQUIT));
-        assert_eq!(parse_signal("9"), Some(9));
-        assert_eq!(parse_signal("SIGNOPE"), None);
     }
 }

@@ -143,7 +143,8 @@ pub fn prepare(
     })
 }
 
-/// The containers (by id) whose `config.json` names image `rec`.
+/// The containers (by id) whose record (`containers/<id>/config.json`,
+/// written by the container lifecycle) names image `rec`.
 pub fn containers_using(store: &Store, rec: &ImageRecord) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir(store.root.join("containers")) else {
@@ -159,9 +160,12 @@ pub fn containers_using(store: &Store, rec: &ImageRecord) -> Vec<String> {
         let Some(image) = v.get("image").and_then(|i| i.as_str()) else {
             continue;
         };
-        let hex = image.strip_prefix("sha256:").unwrap_or(image);
-        let by_ref = Reference::parse(image).ok().map(|r| r.to_string());
-        if hex == rec.id.hex() || rec.names.iter().any(|n| Some(n) == by_ref.as_ref()) {
+        // The image as the container was created with it: a name, a
+        // digest or an id prefix, matched as `run` would have found it.
+        let only = store::Index {
+            images: vec![rec.clone()],
+        };
+        if only.find(image).is_some() {
             out.push(e.file_name().to_string_lossy().into_owned());
         }
     }

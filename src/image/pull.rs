@@ -156,6 +156,8 @@ pub fn install(
         .into());
     }
     let chains = manifest::chain_ids(&config.rootfs.diff_ids);
+    // No sweep may take these layers until the index names them.
+    let _hold = store.hold_layers(&chains)?;
     let mut jobs = Vec::new();
     for (i, l) in img.layers.iter().enumerate() {
         if store.layer(&chains[i])?.is_none()

@@ -144,7 +144,7 @@ impl Reference {
             "index.docker.io" | "registry-1.docker.io" => DEFAULT_REGISTRY,
             r => r,
         };
-        if path.is_empty() || path.len() > 255 || !path.split('/').all(valid_component) {
+        if path.is_empty() || !path.split('/').all(valid_component) {
             return Err(err("the repository must be lowercase components of [a-z0-9] joined by '.', '_', '__' or '-', separated by '/'"));
         }
         let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
@@ -152,6 +152,11 @@ impl Reference {
         } else {
             path.to_string()
         };
+        // Docker's limit, on the name as it is stored (with `library/`), so
+        // that what is printed parses again.
+        if repository.len() > 255 {
+            return Err(err("the repository name is longer than 255 characters"));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, Some(_)) => None,

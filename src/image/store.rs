@@ -312,10 +312,49 @@ impl Store {
         }
     }
 
+    /// Keep `chains` from being swept while this pull or load puts its
+    /// image together: between finding a layer present (or committing it)
+    /// and recording the image in the index, a concurrent `rmi` or `prune`
+    /// would otherwise see an unused layer. Released on drop; a dead
+    /// process's hold goes with the next sweep.
+    pub fn hold_layers(&self, chains: &[Digest]) -> R<Hold> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let pid = std::process::id();
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{pid}.{}.hold{n}", start_time(pid).unwrap_or(0)));
+        let body = serde_json::to_vec(chains).expect("digests serialize");
+        // Under the lock, so a sweep sees it whole or not at all.
+        let _lock = self.lock()?;
+        fs::write(&path, body).map_err(io("write", &path))?;
+        Ok(Hold(path))
+    }
+
+    /// Layers held by live pulls and loads.
+    fn held(&self) -> R<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        let tmp = self.root.join("tmp");
+        for e in fs::read_dir(&tmp).map_err(io("list", &tmp))? {
+            let e = e.map_err(io("list", &tmp))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains(".hold") || !owner_alive(&name) {
+                continue;
+            }
+            let chains: Vec<Digest> = fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            out.extend(chains.iter().map(|c| c.hex()[..16].to_string()));
+        }
+        Ok(out)
+    }
+
     /// Remove what no image uses: layers, blobs, and stale work dirs.
     /// Returns the number of layers removed. The caller holds the lock.
     pub fn sweep(&self, index: &Index, _lock: &Lock) -> R<usize> {
-        let mut used_layers = std::collections::HashSet::new();
+        let mut used_layers = self.held()?;
         let mut used_blobs = std::collections::HashSet::new();
         for i in &index.images {
             used_blobs.insert(i.id.hex().to_string());
@@ -360,18 +399,31 @@ impl Store {
         for e in fs::read_dir(&tmp).map_err(io("list", &tmp))? {
             let e = e.map_err(io("list", &tmp))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let mut parts = name.split('.');
-            let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-            let start: Option<u64> = parts.next().and_then(|p| p.parse().ok());
-            let alive = match (pid, start) {
-                (Some(pid), Some(start)) => start_time(pid) == Some(start),
-                _ => false,
-            };
-            if !alive {
+            if !owner_alive(&name) {
                 remove_tree(&e.path())?;
             }
         }
         Ok(())
+    }
+}
+
+/// A hold on layers (see [`Store::hold_layers`]).
+pub struct Hold(PathBuf);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Whether the process named by `<pid>.<start time>.…` still runs.
+fn owner_alive(name: &str) -> bool {
+    let mut parts = name.split('.');
+    let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let start: Option<u64> = parts.next().and_then(|p| p.parse().ok());
+    match (pid, start) {
+        (Some(pid), Some(start)) => start_time(pid) == Some(start),
+        _ => false,
     }
 }
 
@@ -472,7 +524,12 @@ mod tests {
             assert!(!t.exists());
         }
         assert!(s.layer(&d('c')).unwrap().is_some());
+        // Held by a live pull: kept; released: swept.
+        let hold = s.hold_layers(&[d('c')]).unwrap();
         let lock = s.lock().unwrap();
+        assert_eq!(s.sweep(&Index::default(), &lock).unwrap(), 0);
+        assert!(s.layer(&d('c')).unwrap().is_some());
+        drop(hold);
         assert_eq!(s.sweep(&Index::default(), &lock).unwrap(), 1);
         assert!(s.layer(&d('c')).unwrap().is_none());
         fs::remove_dir_all(&root).unwrap();

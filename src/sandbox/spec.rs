@@ -102,6 +102,7 @@ pub struct Spec {
     pub process: Process,
     pub policy: Policy,
     /// The network: none, private (slirp4netns or pasta) or host.
+    /// (Defaulted so records written before networking existed still read.)
     #[serde(default)]
     pub network: crate::net::NetworkSpec,
     /// Resource limits and how each is enforced here.

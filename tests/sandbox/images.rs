@@ -261,6 +261,14 @@ fn image_config_entrypoint_cmd_env_workdir_user() {
         "echo $FOO; pwd; id -u",
     ]);
     assert_eq!(out.ok(), "flag\n/\n0\n");
+    // The image's StopSignal is the container's.
+    let created = h(User::Sub, &d).args(["create", &config]).run();
+    let id = created.ok().trim().to_string();
+    let inspect = h(User::Sub, &d).args(["inspect", &id]).run();
+    assert!(
+        inspect.ok().contains("\"StopSignal\": \"SIGUSR1\""),
+        "{inspect:#?}"
+    );
 }
 
 #[test]
@@ -282,7 +290,16 @@ fn tls_registry_with_a_configured_ca() {
         chown(&p, acct.uid, acct.gid);
     }
     let busybox = image(TLS, "busybox");
-    h(user, &d).args(["pull", "-q", &busybox]).run().ok();
+    let out = h(user, &d).args(["pull", &busybox]).run();
+    out.ok();
+    // Not a terminal: one plain line per layer, no bars.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains(": downloading (")),
+        "{out:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(": done (")), "{out:#?}");
+    assert!(!out.stderr.contains('\x1b'), "{out:#?}");
     let out = h(user, &d)
         .args(["run", "--rm", &busybox, "echo", "over tls"])
         .run();
@@ -659,9 +676,9 @@ fn rmi_refuses_while_a_container_uses_the_image_unless_forced() {
     let layered = image(PLAIN, "layered");
     h(User::Sub, &d).args(["pull", "-q", &busybox]).run().ok();
     h(User::Sub, &d).args(["pull", "-q", &layered]).run().ok();
-    // A kept container (no --rm) of busybox.
+    // A container of busybox (created, never started).
     h(User::Sub, &d)
-        .args(["run", &busybox, "sh", "-c", "echo x > /written"])
+        .args(["create", &busybox, "sh", "-c", "echo x > /written"])
         .run()
         .ok();
     h(User::Sub, &d)
