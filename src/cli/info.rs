@@ -25,6 +25,8 @@ pub struct Info {
     pub id_mapping: IdMappingInfo,
     pub overlay: OverlayInfo,
     pub landlock_abi: Option<u32>,
+    /// What the default policy enforces with Landlock on this kernel.
+    pub landlock_default_policy: String,
     pub seccomp: bool,
     pub cgroup: CgroupInfo,
     /// limit -> the mechanism that would enforce it for this user.
@@ -119,6 +121,7 @@ pub fn gather() -> Info {
             will_use,
         },
         landlock_abi: landlock_abi(),
+        landlock_default_policy: crate::policy::default_landlock_summary(),
         // SAFETY: PR_GET_SECCOMP takes no pointers.
         seccomp: unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0,
         cgroup: cgroup_info(),
@@ -199,6 +202,7 @@ fn print_text(i: &Info) {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "not available".into())
     );
+    println!("  default policy:        {}", i.landlock_default_policy);
     println!("seccomp:                 {}", yes(i.seccomp));
     println!("cgroup:                  {}", i.cgroup.version);
     println!("  own cgroup:            {}", opt(&i.cgroup.own_cgroup));

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod kill;
 pub mod limits;
 pub mod logs;
+pub mod policy;
 pub mod ps;
 pub mod restart;
 pub mod rm;
@@ -59,6 +60,8 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Show what this host offers and what hutch will use
     Info(info::InfoArgs),
+    /// Check and show seccomp and Landlock policy profiles
+    Policy(policy::PolicyArgs),
 }
 
 /// Run the parsed command; the result is the process's exit code.
@@ -77,6 +80,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Wait(args) => wait::wait(args),
         Command::Info(args) => info::info(args),
+        Command::Policy(args) => policy::policy(args),
     }
 }
 

@@ -97,6 +97,19 @@ impl Report {
             None if exit_code != Some(0) => Status::RuntimeError,
             None => Status::Ok,
         };
+        // SIGXCPU is the kernel saying the process reached RLIMIT_CPU. Its
+        // rusage can read lower than that on a loaded virtual machine (time
+        // the scheduler counted but the tick sampling split as steal), so
+        // the limit is the truer lower bound.
+        let mut cpu_time_ms = o.cpu.as_millis() as u64;
+        if signal == Some(libc::SIGXCPU) {
+            let rlimit_ms = e
+                .rlimits
+                .iter()
+                .find(|r| r.resource == libc::RLIMIT_CPU)
+                .map(|r| r.soft.saturating_mul(1000));
+            cpu_time_ms = cpu_time_ms.max(rlimit_ms.unwrap_or(0));
+        }
         let mut limits_reached = Vec::new();
         if cg.pids_max_hits > 0 {
             limits_reached.push("pids".to_string());
@@ -105,7 +118,7 @@ impl Report {
             status,
             exit_code,
             signal,
-            cpu_time_ms: o.cpu.as_millis() as u64,
+            cpu_time_ms,
             wall_time_ms: o.wall.as_millis() as u64,
             max_rss_kib: o.max_rss_kib,
             output_bytes: o.output_bytes,

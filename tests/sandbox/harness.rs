@@ -459,19 +459,46 @@ pub fn programs_dir() -> &'static Path {
             if path.extension().and_then(|e| e.to_str()) != Some("c") {
                 continue;
             }
-            let out = dst.join(path.file_stem().unwrap());
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let status = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&tmp)
-                .arg(&path)
-                .status()
-                .expect("run gcc (scripts/setup-host.sh installs it)");
-            assert!(status.success(), "gcc failed on {}", path.display());
-            std::fs::rename(&tmp, &out).unwrap();
+            build_static(&path, &dst.join(path.file_stem().unwrap()));
         }
         dst
     })
+}
+
+/// Compile one C file with `gcc -static` into `out`, atomically.
+fn build_static(src: &Path, out: &Path) {
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(src)
+        .status()
+        .expect("run gcc (scripts/setup-host.sh installs it)");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    std::fs::rename(&tmp, out).unwrap();
+}
+
+/// The policy probe (tests/probe/probe.c), built once into
+/// /tmp/hutch-test/probe/; bind it with [`probe_volume`] and run
+/// `/probe/probe OP...`.
+pub fn probe() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        assert_root();
+        let dst = fixtures_dir().join("probe");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        build_static(
+            &project_dir().join("tests/probe/probe.c"),
+            &dst.join("probe"),
+        );
+        dst
+    })
+}
+
+/// `-v /tmp/hutch-test/probe:/probe:ro`
+pub fn probe_volume() -> String {
+    format!("{}:/probe:ro", probe().display())
 }
 
 /// `-v <programs>:/p:ro`

@@ -9,4 +9,5 @@ mod host;
 mod judge;
 mod leaks;
 mod lifecycle;
+mod policy;
 mod process;

@@ -1,0 +1,6 @@
+//! Fuzz the Docker/OCI seccomp JSON reader and the seccomp compiler.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hutch::policy::fuzzing::docker_json(data);
+});

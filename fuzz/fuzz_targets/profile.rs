@@ -1,0 +1,6 @@
+//! Fuzz hutch's TOML profile parser, merge and seccomp compiler.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hutch::policy::fuzzing::profile(data);
+});

@@ -1,0 +1,473 @@
+//! Seccomp: the resolved rule model every profile source (hutch's TOML,
+//! Docker/OCI JSON) turns into, its compilation to BPF with `seccompiler`,
+//! and installing the compiled programs.
+//!
+//! seccompiler builds filters with one "match" action and one "mismatch"
+//! action. A profile has an allowlist under a default action plus rules
+//! with their own actions (`clone3` -> ENOSYS, ...), so one profile becomes
+//! several stacked filters: one per distinct rule action (returning that
+//! action when a rule matches, allow otherwise) and the allowlist filter
+//! (allow, else the default action). Syscalls that an action rule matches
+//! are allowed by the allowlist filter under the same conditions, so the
+//! kernel's precedence (kill > trap > errno > log > allow, over every
+//! installed filter) gives exactly: a matching action rule wins, else the
+//! allowlist, else the default action.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use super::syscalls;
+
+/// The architectures hutch has syscall tables for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The architecture hutch was built for.
+    pub fn host() -> Option<Arch> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    fn table(self) -> &'static [(&'static str, i64)] {
+        match self {
+            Arch::X86_64 => syscalls::X86_64,
+            Arch::Aarch64 => syscalls::AARCH64,
+        }
+    }
+
+    /// The syscall's number on this architecture.
+    pub fn syscall(self, name: &str) -> Option<i64> {
+        let t = self.table();
+        t.binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| t[i].1)
+    }
+
+    fn target(self) -> TargetArch {
+        match self {
+            Arch::X86_64 => TargetArch::x86_64,
+            Arch::Aarch64 => TargetArch::aarch64,
+        }
+    }
+}
+
+/// Whether any supported architecture has a syscall of this name.
+pub fn known_syscall(name: &str) -> bool {
+    Arch::ALL.iter().any(|a| a.syscall(name).is_some())
+}
+
+/// What the kernel does with a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Action {
+    Allow,
+    Errno(u32),
+    KillProcess,
+    KillThread,
+    Trap,
+    Log,
+}
+
+impl Action {
+    fn seccompiler(self) -> SeccompAction {
+        match self {
+            Action::Allow => SeccompAction::Allow,
+            Action::Errno(e) => SeccompAction::Errno(e),
+            Action::KillProcess => SeccompAction::KillProcess,
+            Action::KillThread => SeccompAction::KillThread,
+            Action::Trap => SeccompAction::Trap,
+            Action::Log => SeccompAction::Log,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Allow => write!(f, "allow"),
+            Action::Errno(e) => write!(f, "errno {}", super::errno::name(*e)),
+            Action::KillProcess => write!(f, "kill-process"),
+            Action::KillThread => write!(f, "kill-thread"),
+            Action::Trap => write!(f, "trap"),
+            Action::Log => write!(f, "log"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `(arg & mask) == value`
+    MaskedEq(u64),
+}
+
+/// How much of the argument register is compared. Arguments the kernel
+/// takes as `int` or `unsigned int` must be compared on 32 bits: the
+/// kernel ignores the upper half, so a 64-bit "not equal" could be
+/// bypassed by setting a high bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Width {
+    W32,
+    W64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    pub index: u8,
+    pub op: CmpOp,
+    pub value: u64,
+    pub width: Width,
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = match self.width {
+            Width::W32 => "u32",
+            Width::W64 => "u64",
+        };
+        let (op, v) = match self.op {
+            CmpOp::Eq => ("==", format!("{:#x}", self.value)),
+            CmpOp::Ne => ("!=", format!("{:#x}", self.value)),
+            CmpOp::Lt => ("<", format!("{:#x}", self.value)),
+            CmpOp::Le => ("<=", format!("{:#x}", self.value)),
+            CmpOp::Gt => (">", format!("{:#x}", self.value)),
+            CmpOp::Ge => (">=", format!("{:#x}", self.value)),
+            CmpOp::MaskedEq(m) => {
+                return write!(f, "({w})arg{} & {m:#x} == {:#x}", self.index, self.value)
+            }
+        };
+        write!(f, "({w})arg{} {op} {v}", self.index)
+    }
+}
+
+/// One rule: when a call to one of `syscalls` satisfies every condition,
+/// the kernel takes `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub syscalls: Vec<String>,
+    /// Only on this architecture (names that exist only there).
+    pub arch: Option<Arch>,
+    pub action: Action,
+    pub conditions: Vec<Condition>,
+    pub why: String,
+}
+
+/// Which new processes and threads the workload may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NewProcesses {
+    /// As the rules say.
+    Any,
+    /// Threads only: `clone` must carry CLONE_THREAD; fork and vfork refused.
+    Threads,
+    /// Neither: clone, fork and vfork refused.
+    None,
+}
+
+impl NewProcesses {
+    pub fn name(self) -> &'static str {
+        match self {
+            NewProcesses::Any => "any",
+            NewProcesses::Threads => "threads",
+            NewProcesses::None => "none",
+        }
+    }
+}
+
+/// A fully resolved seccomp profile, ready to compile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeccompModel {
+    pub default_action: Action,
+    pub rules: Vec<Rule>,
+    pub new_processes: NewProcesses,
+}
+
+/// The namespace flags of clone(2): Docker's mask (NEWNS, NEWCGROUP,
+/// NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET) plus CLONE_NEWTIME.
+pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0080;
+const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
+const PROCESS_SYSCALLS: [&str; 3] = ["clone", "fork", "vfork"];
+
+impl SeccompModel {
+    /// The rules after `new_processes` has had its say.
+    pub fn effective_rules(&self) -> Vec<Rule> {
+        if self.new_processes == NewProcesses::Any {
+            return self.rules.clone();
+        }
+        let mut rules: Vec<Rule> = self
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let mut r = r.clone();
+                r.syscalls
+                    .retain(|s| !PROCESS_SYSCALLS.contains(&s.as_str()));
+                (!r.syscalls.is_empty()).then_some(r)
+            })
+            .collect();
+        if self.new_processes == NewProcesses::Threads {
+            rules.push(Rule {
+                syscalls: vec!["clone".into()],
+                arch: None,
+                action: Action::Allow,
+                conditions: vec![
+                    Condition {
+                        index: 0,
+                        op: CmpOp::MaskedEq(CLONE_THREAD),
+                        value: CLONE_THREAD,
+                        width: Width::W64,
+                    },
+                    Condition {
+                        index: 0,
+                        op: CmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS),
+                        value: 0,
+                        width: Width::W64,
+                    },
+                ],
+                why: "new_processes = \"threads\": clone only with CLONE_THREAD and no namespace flags"
+                    .into(),
+            });
+        }
+        rules
+    }
+}
+
+/// The compiled filters, in the order they are installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub programs: Vec<BpfProgram>,
+}
+
+#[derive(Default)]
+struct Chains(BTreeMap<i64, Option<Vec<SeccompRule>>>);
+
+impl Chains {
+    /// `None` conditions: the syscall matches unconditionally.
+    fn add(&mut self, nr: i64, rule: Option<SeccompRule>) {
+        let entry = self.0.entry(nr).or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), rule) {
+            (None, _) => {}
+            (Some(_), None) => *entry = None,
+            (Some(v), Some(r)) => v.push(r),
+        }
+    }
+
+    fn into_map(self) -> BTreeMap<i64, Vec<SeccompRule>> {
+        self.0
+            .into_iter()
+            .map(|(nr, c)| (nr, c.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn seccompiler_rule(conds: &[Condition]) -> Result<Option<SeccompRule>, String> {
+    if conds.is_empty() {
+        return Ok(None);
+    }
+    let conds = conds
+        .iter()
+        .map(|c| {
+            let len = match c.width {
+                Width::W32 => SeccompCmpArgLen::Dword,
+                Width::W64 => SeccompCmpArgLen::Qword,
+            };
+            let op = match c.op {
+                CmpOp::Eq => SeccompCmpOp::Eq,
+                CmpOp::Ne => SeccompCmpOp::Ne,
+                CmpOp::Lt => SeccompCmpOp::Lt,
+                CmpOp::Le => SeccompCmpOp::Le,
+                CmpOp::Gt => SeccompCmpOp::Gt,
+                CmpOp::Ge => SeccompCmpOp::Ge,
+                CmpOp::MaskedEq(m) => SeccompCmpOp::MaskedEq(m),
+            };
+            SeccompCondition::new(c.index, len, op, c.value).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    SeccompRule::new(conds).map(Some).map_err(|e| e.to_string())
+}
+
+/// Compile the model for `arch`. Names the architecture lacks are skipped
+/// (a profile lists names for every architecture it supports).
+pub fn compile(model: &SeccompModel, arch: Arch) -> Result<Compiled, String> {
+    let mut allow = Chains::default();
+    let mut by_action: BTreeMap<Action, Chains> = BTreeMap::new();
+    for rule in model.effective_rules() {
+        if rule.arch.is_some_and(|a| a != arch) {
+            continue;
+        }
+        let compiled = seccompiler_rule(&rule.conditions)?;
+        for nr in rule.syscalls.iter().filter_map(|s| arch.syscall(s)) {
+            allow.add(nr, compiled.clone());
+            if rule.action != Action::Allow {
+                by_action
+                    .entry(rule.action)
+                    .or_default()
+                    .add(nr, compiled.clone());
+            }
+        }
+    }
+    let seccomp_nr = arch.syscall("seccomp");
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    for (action, chains) in by_action {
+        let touches_seccomp = seccomp_nr.is_some_and(|nr| chains.0.contains_key(&nr));
+        let filter = SeccompFilter::new(
+            chains.into_map(),
+            SeccompAction::Allow,
+            action.seccompiler(),
+            arch.target(),
+        )
+        .map_err(|e| e.to_string())?;
+        if touches_seccomp {
+            last.push(filter);
+        } else {
+            first.push(filter);
+        }
+    }
+    // Each filter after the first is installed by a seccomp(2) call that
+    // the filters already installed must let through.
+    if last.len() > 1 {
+        return Err(
+            "rules with different actions name `seccomp`; give it at most one action".into(),
+        );
+    }
+    if model.default_action != Action::Allow {
+        first.push(
+            SeccompFilter::new(
+                allow.into_map(),
+                model.default_action.seccompiler(),
+                SeccompAction::Allow,
+                arch.target(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+    }
+    let programs = first
+        .into_iter()
+        .chain(last)
+        .map(|f| BpfProgram::try_from(f).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Compiled { programs })
+}
+
+/// Install the compiled filters on the calling thread. no_new_privs must
+/// already be set. Allocates nothing: this runs right before execve.
+pub fn install(compiled: &Compiled) -> Result<(), std::io::Error> {
+    for prog in &compiled.programs {
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: seccompiler's sock_filter is #[repr(C)] with the kernel's
+        // layout; the kernel copies the program during the call and `prog`
+        // outlives it.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if ret != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_and_differ_per_arch() {
+        for arch in Arch::ALL {
+            let t = arch.table();
+            assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{arch:?} unsorted");
+        }
+        assert_eq!(Arch::X86_64.syscall("read"), Some(0));
+        assert_eq!(Arch::Aarch64.syscall("read"), Some(63));
+        assert_eq!(Arch::Aarch64.syscall("open"), None);
+        assert_eq!(Arch::X86_64.syscall("clone3"), Some(435));
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Arch::X86_64.syscall("mount"), Some(libc::SYS_mount));
+    }
+
+    #[test]
+    fn compiles_action_filters_before_the_allowlist() {
+        let model = SeccompModel {
+            default_action: Action::Errno(1),
+            rules: vec![
+                Rule {
+                    syscalls: vec!["read".into(), "write".into()],
+                    arch: None,
+                    action: Action::Allow,
+                    conditions: vec![],
+                    why: String::new(),
+                },
+                Rule {
+                    syscalls: vec!["clone3".into()],
+                    arch: None,
+                    action: Action::Errno(38),
+                    conditions: vec![],
+                    why: String::new(),
+                },
+            ],
+            new_processes: NewProcesses::Any,
+        };
+        for arch in Arch::ALL {
+            let c = compile(&model, arch).unwrap();
+            assert_eq!(c.programs.len(), 2);
+        }
+    }
+
+    #[test]
+    fn threads_only_replaces_process_rules() {
+        let model = SeccompModel {
+            default_action: Action::Errno(1),
+            rules: vec![Rule {
+                syscalls: vec!["clone".into(), "fork".into(), "read".into()],
+                arch: None,
+                action: Action::Allow,
+                conditions: vec![],
+                why: String::new(),
+            }],
+            new_processes: NewProcesses::Threads,
+        };
+        let rules = model.effective_rules();
+        assert_eq!(rules[0].syscalls, vec!["read".to_string()]);
+        assert_eq!(rules[1].syscalls, vec!["clone".to_string()]);
+        assert_eq!(rules[1].conditions.len(), 2);
+    }
+}
