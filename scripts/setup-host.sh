@@ -14,6 +14,7 @@ packages=(
     uidmap fuse-overlayfs busybox-static bubblewrap   # engine and its peers
     tmux util-linux procps                            # tty tests (script, tmux)
     gcc libc6-dev                                     # the static probe program
+    docker-registry skopeo apache2-utils openssl curl zstd   # image tests: local registries
 )
 missing=()
 for p in "${packages[@]}"; do

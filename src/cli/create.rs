@@ -3,7 +3,7 @@
 
 use crate::cli::run::{build_spec, parse_size, RunArgs};
 use crate::container::record::{self, LogConfig};
-use crate::container::{supervisor, time, Config, ContainerError, Store};
+use crate::container::{store, supervisor, time, Config, ContainerError, Store};
 
 pub fn create(args: RunArgs) -> anyhow::Result<i32> {
     let (_, config) = create_container(&args)?;
@@ -30,12 +30,14 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
     let store = Store::open()?;
     let log = log_config(&args.log_opt)?;
     let stop_signal = match &args.stop_signal {
-        None => libc::SIGTERM,
-        Some(s) => record::parse_signal(s).ok_or_else(|| ContainerError::Invalid {
-            what: "stop signal",
-            value: s.clone(),
-            hint: "give a name such as SIGTERM or a number",
-        })?,
+        None => None,
+        Some(s) => Some(
+            record::parse_signal(s).ok_or_else(|| ContainerError::Invalid {
+                what: "stop signal",
+                value: s.clone(),
+                hint: "give a name such as SIGTERM or a number",
+            })?,
+        ),
     };
     if let Some(name) = &args.name {
         if !record::valid_name(name) {
@@ -52,11 +54,21 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
             }
         }
     }
-    let spec = build_spec(args)?;
+    let mut spec = build_spec(args)?;
+    // --stop-signal, else the image's StopSignal, else SIGTERM.
+    let stop_signal = stop_signal.unwrap_or(spec.process.stop_signal);
+    spec.process.stop_signal = stop_signal;
+    // For a kept container of an image, build_spec noted the image's id in
+    // config.json (what `rmi` reads); keep that id rather than the name,
+    // which may be retagged.
+    let noted_image = std::fs::read(store.container_dir(&spec.id).join(store::CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("image")?.as_str().map(String::from));
     let (image, image_display) = match (&args.rootfs, args.args.first()) {
         (Some(dir), _) => (None, dir.display().to_string()),
         (None, Some(host)) if host == "host" => (None, "host".to_string()),
-        (None, Some(image)) => (Some(image.clone()), image.clone()),
+        (None, Some(image)) => (noted_image.or(Some(image.clone())), image.clone()),
         (None, None) => (None, String::new()),
     };
     let mut config = Config {

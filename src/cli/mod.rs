@@ -5,15 +5,22 @@ use clap::{Parser, Subcommand};
 
 pub mod create;
 pub mod exec;
+pub mod image;
+pub mod images;
 pub mod info;
 pub mod inspect;
 pub mod kill;
 pub mod limits;
+pub mod load;
+pub mod login;
+pub mod logout;
 pub mod logs;
 pub mod policy;
 pub mod ps;
+pub mod pull;
 pub mod restart;
 pub mod rm;
+pub mod rmi;
 pub mod run;
 pub mod security;
 pub mod start;
@@ -62,6 +69,20 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Check and show seccomp and Landlock policy profiles
     Policy(policy::PolicyArgs),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Remove images
+    Rmi(rmi::RmiArgs),
+    /// Manage images
+    Image(image::ImageArgs),
+    /// Load images from an OCI or docker archive
+    Load(load::LoadArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out of a registry
+    Logout(logout::LogoutArgs),
 }
 
 /// Run the parsed command; the result is the process's exit code.
@@ -81,6 +102,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Wait(args) => wait::wait(args),
         Command::Info(args) => info::info(args),
         Command::Policy(args) => policy::policy(args),
+        Command::Pull(args) => pull::pull(args),
+        Command::Images(args) => images::images(args),
+        Command::Rmi(args) => rmi::rmi(args),
+        Command::Image(args) => image::image(args),
+        Command::Load(args) => load::load(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => logout::logout(args),
     }
 }
 

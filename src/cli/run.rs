@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args};
 
 use crate::cli::limits::{JudgeArgsError, LimitArgs};
+use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
+use crate::image::manifest::{parse_signal, RunConfig};
+use crate::image::{self, PullPolicy};
 use crate::paths;
 use crate::sandbox::attach;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
@@ -27,8 +30,16 @@ pub enum RunError {
         "no root filesystem given (hint: `hutch run --rootfs DIR CMD` or `hutch run host CMD`)"
     )]
     NoRoot,
-    #[error("image {0:?}: running images is not supported yet (hint: use `host` or --rootfs DIR)")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(
+        "no command specified: the image has no Entrypoint or Cmd (hint: hutch run IMAGE COMMAND)"
+    )]
+    NoCommand,
+    #[error("{0}")]
+    Flag(String),
+    #[error("cannot write {path}: {reason}")]
+    Record { path: PathBuf, reason: String },
     #[error("invalid volume spec {spec:?}: {reason} (hint: -v /host/path:/container/path[:ro])")]
     Volume { spec: String, reason: String },
     #[error("invalid tmpfs spec {spec:?}: {reason} (hint: --tmpfs /path[:size=64m,mode=1777])")]
@@ -148,6 +159,16 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Pull the image: missing (when not in the store), always, never
+    #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// No pull progress
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
 
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
@@ -211,6 +232,8 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
 /// Build and validate everything the sandbox needs, before any clone.
 pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
     let mut positional = args.args.iter();
+    let mut image_config = RunConfig::default();
+    let mut image_id = None;
     let (root, root_files) = match &args.rootfs {
         Some(dir) => {
             let dir = check_rootfs(dir)?;
@@ -221,22 +244,43 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         }
         None => match positional.next().map(String::as_str) {
             Some("host") => (RootSource::Host, RootFiles::new(vec![PathBuf::from("/")])),
-            Some(image) => return Err(RunError::Image(image.to_string())),
+            Some(name) => {
+                let policy: PullPolicy = args.pull.parse().map_err(RunError::Flag)?;
+                let opts = args
+                    .registry
+                    .options(args.quiet)
+                    .map_err(|e| RunError::Flag(e.to_string()))?;
+                // Pulling forks the store helper; this process stays
+                // single-threaded for the sandbox's clone.
+                let img = image::prepare(name, policy, &opts)?;
+                image_config = img.config.config.clone();
+                image_id = Some(img.record.id.to_string());
+                (
+                    RootSource::Layers(img.layers.clone()),
+                    RootFiles::new(img.layers),
+                )
+            }
             None => return Err(RunError::NoRoot),
         },
     };
-    let mut command: Vec<String> = positional.cloned().collect();
-    if let Some(ep) = &args.entrypoint {
-        command.insert(0, ep.clone());
-    }
+    let given: Vec<String> = positional.cloned().collect();
+    let mut command = image_command(&image_config, args.entrypoint.as_deref(), given);
     if command.is_empty() {
+        if image_id.is_some() {
+            return Err(RunError::NoCommand);
+        }
         command.push("/bin/sh".into());
     }
 
     let mode: UsernsMode = args.userns.parse()?;
     let idmap = IdMapping::resolve(mode);
+    let user_spec = args
+        .user
+        .clone()
+        .or_else(|| image_config.user.clone())
+        .unwrap_or_default();
     let resolved = passwd::resolve(
-        args.user.as_deref().unwrap_or(""),
+        &user_spec,
         &root_files,
         idmap.default_uid,
         idmap.default_gid,
@@ -254,12 +298,24 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         .hostname
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
-    let env = environment(args, &hostname, &resolved.home)?;
-    let cwd = match &args.workdir {
-        Some(w) if !w.starts_with('/') => return Err(RunError::Workdir(w.clone())),
-        Some(w) => PathBuf::from(w),
-        None => PathBuf::from("/"),
+    let env = environment(
+        args,
+        &hostname,
+        &resolved.home,
+        image_config.env.as_deref().unwrap_or_default(),
+    )?;
+    let cwd = match (&args.workdir, &image_config.working_dir) {
+        (Some(w), _) if !w.starts_with('/') => return Err(RunError::Workdir(w.clone())),
+        (Some(w), _) => PathBuf::from(w),
+        // An image's relative WorkingDir is taken from `/`, as Docker does.
+        (None, Some(w)) if !w.is_empty() => Path::new("/").join(w),
+        (None, _) => PathBuf::from("/"),
     };
+    let stop_signal = image_config
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(libc::SIGTERM);
 
     let mut mounts = Vec::new();
     for v in &args.volume {
@@ -292,6 +348,9 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
                 source,
             },
         )?;
+        if let Some(image) = &image_id {
+            record_container(&dir, &id, image)?;
+        }
         UpperDir::Persistent { upper, work }
     };
 
@@ -311,6 +370,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             user,
             terminal: args.tty,
             stdin: args.interactive,
+            stop_signal,
         },
         policy: args.security.resolve()?,
         // Last: this may create the sandbox's cgroup.
@@ -335,12 +395,60 @@ fn check_rootfs(dir: &Path) -> Result<PathBuf, RunError> {
     Ok(abs)
 }
 
-fn environment(args: &RunArgs, hostname: &str, home: &str) -> Result<Vec<String>, RunError> {
+/// The command as Docker builds it: the image's Entrypoint (or
+/// `--entrypoint`, which also drops the image's Cmd) followed by the given
+/// arguments, or else the image's Cmd.
+pub fn image_command(
+    config: &RunConfig,
+    entrypoint: Option<&str>,
+    given: Vec<String>,
+) -> Vec<String> {
+    let (ep, default_cmd) = match entrypoint {
+        Some("") => (vec![], vec![]),
+        Some(e) => (vec![e.to_string()], vec![]),
+        None => (
+            config.entrypoint.clone().unwrap_or_default(),
+            config.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let cmd = if given.is_empty() { default_cmd } else { given };
+    ep.into_iter().chain(cmd).collect()
+}
+
+/// Note the image a kept container was made from, so `rmi` can tell it is
+/// in use. The container lifecycle owns the rest of this record.
+fn record_container(dir: &Path, id: &str, image: &str) -> Result<(), RunError> {
+    let path = dir.join("config.json");
+    if path.exists() {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "id": id, "image": image });
+    crate::image::store::atomic_write(&path, body.to_string().as_bytes()).map_err(|e| {
+        RunError::Record {
+            path: path.clone(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+fn environment(
+    args: &RunArgs,
+    hostname: &str,
+    home: &str,
+    image_env: &[String],
+) -> Result<Vec<String>, RunError> {
     let mut env: Vec<String> = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),
         format!("HOME={home}"),
     ];
+    // The image's variables replace the defaults of the same name.
+    for kv in image_env {
+        if let Some((k, _)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) {
+            env.retain(|e| e.split('=').next() != Some(k));
+            env.push(kv.clone());
+        }
+    }
     if args.tty {
         env.push("TERM=xterm".into());
     }

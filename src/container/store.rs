@@ -267,7 +267,8 @@ impl Store {
             }
         }
         let _ = std::fs::remove_file(dir.join(CONFIG));
-        let idmap = crate::sandbox::idmap::IdMapping::resolve(crate::sandbox::idmap::UsernsMode::Auto);
+        let idmap =
+            crate::sandbox::idmap::IdMapping::resolve(crate::sandbox::idmap::UsernsMode::Auto);
         super::remove::remove_tree(&dir, &idmap)
     }
 }
@@ -389,8 +390,8 @@ mod tests {
             "id": id, "root": "Host", "upper": "Ephemeral", "overlay": "Auto",
             "readonly_root": false, "hostname": "h", "mounts": [],
             "idmap": {"uid_map": [], "gid_map": [], "use_helpers": false, "default_uid": 0, "default_gid": 0},
-            "process": {"args": ["sh"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0, "additional_gids": []}, "terminal": false, "stdin": false},
-            "policy": {"name": "unconfined"}, "scratch": "/tmp"
+            "process": {"args": ["sh"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0, "additional_gids": []}, "terminal": false, "stdin": false, "stop_signal": 15},
+            "policy": {"profile": "unconfined"}, "scratch": "/tmp"
         }))
         .unwrap();
         Config {

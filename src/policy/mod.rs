@@ -94,11 +94,16 @@ pub enum PolicyError {
 }
 
 /// A policy resolved for one run. `unconfined` applies nothing.
-/// Serialisable: a container's record keeps its resolved policy, and the
-/// supervisor and `exec` apply it again from there.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+///
+/// Serialised (in a container's record) as the [`Choice`] it was resolved
+/// from, with file paths made absolute; deserialising resolves that choice
+/// again, so a record can never yield a policy weaker than asked: a profile
+/// that no longer loads fails the container's start.
+#[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub name: String,
+    /// What it was resolved from.
+    choice: Choice,
     seccomp: Option<Arc<Compiled>>,
     landlock: Option<Plan>,
     /// Said on stderr when the policy is chosen: what is not enforced.
@@ -143,7 +148,7 @@ impl Source {
 }
 
 /// What the seccomp part of a run comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum SeccompChoice {
     /// The profile's own `[seccomp]`.
     #[default]
@@ -155,7 +160,8 @@ pub enum SeccompChoice {
 }
 
 /// Everything the command line chose.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Choice {
     /// `--policy NAME|PATH`; `None` is [`DEFAULT_PROFILE`].
     pub profile: Option<String>,
@@ -313,10 +319,33 @@ fn describe_seccomp(model: &SeccompModel, out: &mut Vec<String>) {
     }
 }
 
+impl serde::Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.choice.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Policy, D::Error> {
+        let choice = Choice::deserialize(d)?;
+        Policy::resolve(&choice).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `path` made absolute against the current directory (a container may be
+/// started again from anywhere).
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 impl Policy {
     pub fn unconfined() -> Policy {
         Policy {
             name: "unconfined".into(),
+            choice: Choice {
+                profile: Some("unconfined".into()),
+                ..Choice::default()
+            },
             ..Policy::default()
         }
     }
@@ -403,8 +432,16 @@ impl Policy {
             .into_iter()
             .map(|w| format!("policy {name}: {w}"))
             .collect();
+        let mut choice = choice.clone();
+        if let Source::File(path) = &source {
+            choice.profile = Some(absolute(path).display().to_string());
+        }
+        if let SeccompChoice::DockerJson(path) = &choice.seccomp {
+            choice.seccomp = SeccompChoice::DockerJson(absolute(path));
+        }
         Ok(Policy {
             name,
+            choice,
             seccomp,
             landlock,
             warnings,

@@ -82,6 +82,9 @@ pub struct Process {
     pub terminal: bool,
     /// Forward stdin (`-i`); otherwise the workload reads /dev/null.
     pub stdin: bool,
+    /// The signal that asks the workload to stop (the image's StopSignal,
+    /// else SIGTERM).
+    pub stop_signal: i32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

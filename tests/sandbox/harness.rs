@@ -88,7 +88,14 @@ pub fn hutch_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         assert_root();
-        let dir = fixtures_dir().join("bin");
+        // One copy per build (target dir): suites of other checkouts running
+        // on the same machine must not swap the binary under this one.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_BIN_EXE_hutch").hash(&mut hasher);
+        let dir = fixtures_dir()
+            .join("bin")
+            .join(format!("{:016x}", hasher.finish()));
         std::fs::create_dir_all(&dir).unwrap();
         // Named after the build it comes from: test runs of other
         // worktrees share FIXTURES and must not swap binaries under us.

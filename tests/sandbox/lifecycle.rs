@@ -522,3 +522,45 @@ fn a_full_disk_while_logging_is_reported_and_the_container_keeps_running() {
     assert_eq!(ctx.h(["exec", "flood", "echo", "alive"]).ok(), "alive\n");
     ctx.h(["rm", "-f", "flood"]).ok();
 }
+
+#[test]
+fn the_lifecycle_with_an_image_and_rmi_refusing_while_it_is_used() {
+    crate::images::registries();
+    let ctx = Ctx::new("image");
+    let tar = Path::new(crate::images::REGISTRY_DIR).join("images/busybox.oci.tar");
+    ctx.cmd(["load", "-q", "-i"]).arg_path(&tar).run().ok();
+    let image = "hutch/busybox-oci:latest";
+    let id = ctx
+        .h([
+            "run",
+            "-d",
+            "--pull=never",
+            "--name",
+            "from-image",
+            image,
+            "sh",
+            "-c",
+            "echo hello from the image >> /greeting; cat /greeting; echo ready; exec sleep 1000",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    drop(ctx.wait_ready("from-image", "ready"));
+    let ps = ctx.h(["ps"]);
+    assert!(ps.ok().contains(image), "{ps:?}");
+    // The record names the image, so rmi refuses while the container exists.
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.data.join("containers").join(&id).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(config["image"].as_str().unwrap().len() >= 64, "{config}");
+    ctx.h(["rmi", image])
+        .fails_with(125, "is used by container");
+    ctx.h(["restart", "-t", "0", "from-image"]).ok();
+    assert_eq!(
+        ctx.h(["exec", "from-image", "cat", "/greeting"]).ok(),
+        "hello from the image\nhello from the image\n"
+    );
+    ctx.h(["rm", "-f", "from-image"]).ok();
+    ctx.h(["rmi", image]).ok();
+}

@@ -6,6 +6,7 @@ mod harness;
 mod engine;
 mod errors;
 mod host;
+mod images;
 mod judge;
 mod leaks;
 mod lifecycle;

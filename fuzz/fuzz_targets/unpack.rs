@@ -1,0 +1,8 @@
+//! Fuzz target: see hutch::image::fuzzing::unpack.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    hutch::image::fuzzing::unpack(data);
+});
