@@ -45,7 +45,7 @@ pub fn launch(c: &mut Container) -> Result<(), ContainerError> {
     let report = spawn_supervisor(&dir).and_then(|fd| read_report(&fd));
     match report {
         Ok(Report::Started { init, supervisor }) => {
-            c.state.started(init, supervisor, time::now());
+            c.state.started(Some(init), supervisor, time::now());
             c.save()
         }
         Ok(Report::Failed { reason, code }) => {

@@ -564,3 +564,42 @@ fn the_lifecycle_with_an_image_and_rmi_refusing_while_it_is_used() {
     ctx.h(["rm", "-f", "from-image"]).ok();
     ctx.h(["rmi", image]).ok();
 }
+
+#[test]
+fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
+    let ctx = Ctx::new("foreground");
+    let out = ctx
+        .cmd(["run", "--name", "fg", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["sh", "-c", "echo once >> /runs; cat /runs; exit 4"])
+        .run();
+    assert_eq!(out.code, 4, "{out:?}");
+    assert_eq!(out.stdout, "once\n");
+    assert!(ctx.h(["ps", "-a"]).ok().contains("Exited (4)"));
+    // Started again (in the background, attached to its log) on the same layer.
+    let again = ctx.h(["start", "-a", "fg"]);
+    assert_eq!(again.code, 4, "{again:?}");
+    assert_eq!(again.stdout, "once\nonce\n");
+
+    // A foreground container is stopped through the hutch that runs it.
+    let mut live = ctx
+        .cmd(["run", "--name", "fg2", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo stopping; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .spawn();
+    live.wait_line("ready");
+    assert!(ctx.h(["ps"]).ok().contains("fg2"));
+    ctx.h(["exec", "fg2", "true"])
+        .fails_with(1, "runs in the foreground");
+    ctx.h(["stop", "fg2"]).ok();
+    let out = live.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("stopping"), "{out:?}");
+    assert_eq!(ctx.inspect("fg2", ".State.Status"), "exited");
+    assert_eq!(ctx.inspect("fg2", ".State.ExitCode"), "0");
+    ctx.h(["rm", "fg", "fg2"]).ok();
+}
