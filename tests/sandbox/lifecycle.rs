@@ -336,6 +336,14 @@ fn a_killed_supervisor_is_noticed() {
     ctx.run_d("orphan", &["sleep", "1000"]);
     let supervisor = pid_of(&ctx, "orphan", ".State.SupervisorPid");
     let init = pid_of(&ctx, "orphan", ".State.Pid");
+    // The supervisor stays small (the bound: 2 MiB resident).
+    let status = std::fs::read_to_string(format!("/proc/{supervisor}/status")).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kib <= 2048, "supervisor RSS {rss_kib} KiB");
     let sup_fd = harness::pidfd(supervisor).unwrap();
     let init_fd = harness::pidfd(init).unwrap();
     // SAFETY: killing the supervisor hutch started (we are root).
