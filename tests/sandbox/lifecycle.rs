@@ -269,6 +269,12 @@ fn exec_sees_the_same_files_and_processes_and_is_confined() {
         ctx.h(["exec", "box", "cat", "/proc/sys/kernel/hostname"])
             .ok()
     );
+    // The sandbox's pid 1 (a clone of the supervisor) tells no host path.
+    let cmdline = ctx.h(["exec", "box", "cat", "/proc/1/cmdline"]);
+    assert!(
+        !cmdline.ok().contains(ctx.data.to_str().unwrap()),
+        "{cmdline:?}"
+    );
     let map = ctx.h(["exec", "box", "cat", "/proc/self/uid_map"]);
     assert!(map.ok().contains(&User::Sub.uid().to_string()), "{map:?}");
 
