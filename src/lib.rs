@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod container;
 pub mod image;
+pub mod net;
 pub mod paths;
 pub mod policy;
 pub mod sandbox;

@@ -1,6 +1,6 @@
 //! The `hutch` binary: parse, dispatch, and map errors to Docker's exit codes.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use hutch::container::ContainerError;
 use hutch::sandbox::SandboxError;
@@ -17,9 +17,17 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; a usage error is
-            // hutch's own error, 125, as Docker's CLI does.
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { 125 } else { 0 });
+            // hutch's own error, 125, as Docker's CLI does, on one line.
+            if !e.use_stderr() {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                std::process::exit(125);
+            }
+            eprintln!("hutch: {}", usage_error_line(&e));
+            std::process::exit(125);
         }
     };
     let code = match hutch::cli::dispatch(cli) {
@@ -40,6 +48,30 @@ fn main() {
     std::process::exit(code);
 }
 
+/// clap's first line ("error: unexpected argument '--bogus' found") with a
+/// pointer to the help of the command at hand.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let command: Vec<String> = std::env::args()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .take(1)
+        .collect();
+    let help = match command.first() {
+        Some(c)
+            if hutch::cli::Cli::command()
+                .get_subcommands()
+                .any(|s| s.get_name() == c) =>
+        {
+            format!("hutch {c} --help")
+        }
+        _ => "hutch --help".to_string(),
+    };
+    format!("{first} (hint: see {help})")
+}
+
 /// The error and its causes on one line, as "outer: inner: innermost".
 fn chain(err: &anyhow::Error) -> String {
     let mut out = err.to_string();
@@ -50,5 +82,10 @@ fn chain(err: &anyhow::Error) -> String {
             out.push_str(&c);
         }
     }
-    out
+    // A helper's stderr inside an error may span lines; the message stays one.
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hutch::policy::fuzzing::docker_json(data);
+    let _ = hutch::policy::fuzzing::docker_json(data);
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hutch::policy::fuzzing::profile(data);
+    let _ = hutch::policy::fuzzing::profile(data);
 });

@@ -15,6 +15,7 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod logs;
+pub mod network;
 pub mod policy;
 pub mod ps;
 pub mod pull;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args};
 
 use crate::cli::limits::{JudgeArgsError, LimitArgs};
+use crate::cli::network::NetworkArgs;
 use crate::cli::pull::RegistryArgs;
 use crate::cli::security::SecurityArgs;
 use crate::image::manifest::{parse_signal, RunConfig};
@@ -67,6 +68,8 @@ pub enum RunError {
     Limits(#[from] JudgeArgsError),
     #[error(transparent)]
     LimitPlan(#[from] crate::sandbox::limits::LimitError),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error(transparent)]
     Idmap(#[from] crate::sandbox::idmap::IdmapError),
 }
@@ -169,6 +172,9 @@ pub struct RunArgs {
     /// No pull progress
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// ROOTFS (`host`) or IMAGE, then the command and its arguments
     #[arg(
@@ -347,6 +353,9 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         for d in [&upper, &work] {
             paths::create_private(d)?;
         }
+        if let Some(image) = &image_id {
+            record_container(&dir, &id, image)?;
+        }
         // The overlay's root takes the upper dir's mode: 0755 as an image's
         // `/`, or users other than root cannot enter it. The container's
         // directory above stays private.
@@ -356,9 +365,6 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
                 source,
             },
         )?;
-        if let Some(image) = &image_id {
-            record_container(&dir, &id, image)?;
-        }
         UpperDir::Persistent { upper, work }
     };
 
@@ -381,6 +387,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stop_signal,
         },
         policy: args.security.resolve()?,
+        network: args.network.resolve()?,
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,

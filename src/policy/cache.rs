@@ -14,7 +14,7 @@ use super::seccomp::{Arch, Compiled, SeccompModel};
 
 const MAGIC: &[u8; 8] = b"HUTCHBPF";
 /// Bumped when the file layout or the compiler's output changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// A BPF program holds at most 4096 instructions; a profile a few filters.
 const MAX_PROGRAMS: usize = 16;
 const MAX_INSNS: usize = 4096;

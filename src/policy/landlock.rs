@@ -14,7 +14,7 @@ use landlock::{
     AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The filesystem rights a profile may grant, with the ABI that added each.
 pub const FS_RIGHTS: &[(&str, AccessFs, u32)] = &[
@@ -90,15 +90,15 @@ pub fn rights(name: &str) -> Option<Vec<&'static str>> {
         .map(|(_, v)| v.to_vec())
 }
 
-fn right(name: &str) -> (AccessFs, u32) {
+/// The right of one name from [`FS_RIGHTS`]; an unknown name grants nothing.
+fn right(name: &str) -> BitFlags<AccessFs> {
     FS_RIGHTS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|&(_, a, v)| (a, v))
-        .expect("rights() only returns known names")
+        .map_or(BitFlags::EMPTY, |&(_, a, _)| a.into())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScopeKind {
     AbstractUnixSocket,
     Signal,
@@ -123,7 +123,7 @@ impl ScopeKind {
 }
 
 /// Where a path rule applies inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Path(PathBuf),
     /// `@writable`: every path the sandbox may write (volumes, tmpfs mounts,
@@ -180,7 +180,7 @@ impl Default for LandlockModel {
 /// Why a Landlock model cannot be enforced on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AbiError {
-    #[error("the profile requires Landlock ABI {needed}, but this kernel has {}", found_text(*.found))]
+    #[error("the profile requires Landlock ABI {needed}, but this kernel has {} (hint: a newer kernel, or --security-opt landlock=unconfined to run without Landlock)", found_text(*.found))]
     Minimum { needed: u32, found: u32 },
     #[error("the profile restricts {what}, which needs Landlock ABI {needed}, but this kernel has {} (hint: set `best_effort = true` in [landlock] to run without it, or use a newer kernel)", found_text(*.found))]
     Feature {
@@ -192,20 +192,22 @@ pub enum AbiError {
 
 fn found_text(found: u32) -> String {
     if found == 0 {
-        "no Landlock at all (hint: boot with lsm=...,landlock)".into()
+        "no Landlock at all (is `landlock` in the kernel's lsm= list?)".into()
     } else {
         format!("ABI {found}")
     }
 }
 
 /// What one model enforces on one kernel.
-#[derive(Debug, Clone, Serialize)]
+/// Serialisable so a container's record can carry it to its supervisor
+/// and to `exec` (rights as the kernel's bit masks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// The kernel's ABI.
     pub abi: u32,
-    #[serde(skip)]
+    #[serde(with = "fs_bits")]
     pub handled_fs: BitFlags<AccessFs>,
-    #[serde(skip)]
+    #[serde(with = "fs_paths")]
     pub paths: Vec<(Target, BitFlags<AccessFs>)>,
     pub tcp_bind: Option<Vec<u16>>,
     pub tcp_connect: Option<Vec<u16>>,
@@ -290,7 +292,7 @@ impl Plan {
                 let access = p
                     .access
                     .iter()
-                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n).0);
+                    .fold(BitFlags::EMPTY, |acc, n| acc | right(n));
                 (p.target.clone(), access & handled_fs)
             })
             .collect();
@@ -506,5 +508,41 @@ mod tests {
         assert_eq!(rights("read").unwrap(), vec!["read-file", "read-dir"]);
         assert_eq!(rights("truncate").unwrap(), vec!["truncate"]);
         assert!(rights("fly").is_none());
+    }
+}
+
+/// `BitFlags<AccessFs>` as its bits.
+mod fs_bits {
+    use landlock::{AccessFs, BitFlags};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &BitFlags<AccessFs>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(f.bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BitFlags<AccessFs>, D::Error> {
+        Ok(BitFlags::from_bits_truncate(u64::deserialize(d)?))
+    }
+}
+
+/// Path rules with their rights as bits.
+mod fs_paths {
+    use landlock::{AccessFs, BitFlags};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Target;
+
+    type Rules = Vec<(Target, BitFlags<AccessFs>)>;
+
+    pub fn serialize<S: Serializer>(rules: &Rules, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<(&Target, u64)> = rules.iter().map(|(t, f)| (t, f.bits())).collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rules, D::Error> {
+        let v: Vec<(Target, u64)> = Vec::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|(t, b)| (t, BitFlags::from_bits_truncate(b)))
+            .collect())
     }
 }

@@ -94,16 +94,12 @@ pub enum PolicyError {
 }
 
 /// A policy resolved for one run. `unconfined` applies nothing.
-///
-/// Serialised (in a container's record) as the [`Choice`] it was resolved
-/// from, with file paths made absolute; deserialising resolves that choice
-/// again, so a record can never yield a policy weaker than asked: a profile
-/// that no longer loads fails the container's start.
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a container's record keeps its resolved policy, and the
+/// supervisor and `exec` apply it again from there.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Policy {
     pub name: String,
-    /// What it was resolved from.
-    choice: Choice,
     seccomp: Option<Arc<Compiled>>,
     landlock: Option<Plan>,
     /// Said on stderr when the policy is chosen: what is not enforced.
@@ -148,7 +144,7 @@ impl Source {
 }
 
 /// What the seccomp part of a run comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SeccompChoice {
     /// The profile's own `[seccomp]`.
     #[default]
@@ -160,8 +156,7 @@ pub enum SeccompChoice {
 }
 
 /// Everything the command line chose.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct Choice {
     /// `--policy NAME|PATH`; `None` is [`DEFAULT_PROFILE`].
     pub profile: Option<String>,
@@ -319,33 +314,10 @@ fn describe_seccomp(model: &SeccompModel, out: &mut Vec<String>) {
     }
 }
 
-impl serde::Serialize for Policy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.choice.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Policy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Policy, D::Error> {
-        let choice = Choice::deserialize(d)?;
-        Policy::resolve(&choice).map_err(serde::de::Error::custom)
-    }
-}
-
-/// `path` made absolute against the current directory (a container may be
-/// started again from anywhere).
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 impl Policy {
     pub fn unconfined() -> Policy {
         Policy {
             name: "unconfined".into(),
-            choice: Choice {
-                profile: Some("unconfined".into()),
-                ..Choice::default()
-            },
             ..Policy::default()
         }
     }
@@ -432,16 +404,8 @@ impl Policy {
             .into_iter()
             .map(|w| format!("policy {name}: {w}"))
             .collect();
-        let mut choice = choice.clone();
-        if let Source::File(path) = &source {
-            choice.profile = Some(absolute(path).display().to_string());
-        }
-        if let SeccompChoice::DockerJson(path) = &choice.seccomp {
-            choice.seccomp = SeccompChoice::DockerJson(absolute(path));
-        }
         Ok(Policy {
             name,
-            choice,
             seccomp,
             landlock,
             warnings,
@@ -513,38 +477,45 @@ pub fn default_landlock_summary() -> String {
 pub mod fuzzing {
     use super::*;
 
-    /// Parse a hutch profile and compile whatever parses.
-    pub fn profile(data: &[u8]) {
+    /// Parse a hutch profile and compile whatever parses. True when it
+    /// parsed.
+    pub fn profile(data: &[u8]) -> bool {
         let Ok(text) = std::str::from_utf8(data) else {
-            return;
+            return false;
         };
-        if let Ok(layer) = profile::parse(text, "fuzz.toml") {
-            let p = profile::merge(Profile::default(), layer);
-            if let Some(m) = &p.seccomp {
-                for arch in Arch::ALL {
-                    let _ = seccomp::compile(m, arch);
-                }
-            }
-            if let Some(m) = &p.landlock {
-                let _ = Plan::new(m, 7).map(|p| p.describe());
+        let Ok(layer) = profile::parse(text, "fuzz.toml") else {
+            return false;
+        };
+        let p = profile::merge(Profile::default(), layer);
+        if let Some(m) = &p.seccomp {
+            for arch in Arch::ALL {
+                let _ = seccomp::compile(m, arch);
             }
         }
+        if let Some(m) = &p.landlock {
+            let _ = Plan::new(m, 7).map(|p| p.describe());
+        }
+        true
     }
 
     /// Parse a Docker/OCI seccomp JSON profile and compile whatever parses.
-    pub fn docker_json(data: &[u8]) {
+    /// True when it parsed.
+    pub fn docker_json(data: &[u8]) -> bool {
         let Ok(text) = std::str::from_utf8(data) else {
-            return;
+            return false;
         };
+        let mut parsed = false;
         for arch in Arch::ALL {
             let host = docker::Host {
                 arch,
                 kernel: (6, 1),
             };
             if let Ok(c) = docker::parse(text, "fuzz.json", host) {
+                parsed = true;
                 let _ = seccomp::compile(&c.model, arch);
             }
         }
+        parsed
     }
 }
 
@@ -637,6 +608,47 @@ mod tests {
         }
     }
 
+    /// Every syscall `default` lets through, Docker's default profile lets
+    /// through too (for a process without capabilities, as hutch's are).
+    #[test]
+    fn default_allows_nothing_docker_refuses() {
+        let json = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seccomp/docker-default.json"),
+        )
+        .unwrap();
+        let ours = load_profile(&Source::parse("default").unwrap())
+            .unwrap()
+            .seccomp
+            .unwrap();
+        for arch in Arch::ALL {
+            let host = docker::Host {
+                arch,
+                kernel: (6, 18),
+            };
+            let docker = docker::parse(&json, "docker-default.json", host)
+                .unwrap()
+                .model;
+            let allowed = |m: &SeccompModel| -> Vec<String> {
+                m.effective_rules()
+                    .into_iter()
+                    .filter(|r| r.action == seccomp::Action::Allow)
+                    .filter(|r| r.arch.map_or(true, |a| a == arch))
+                    .flat_map(|r| r.syscalls)
+                    .filter(|s| arch.syscall(s).is_some())
+                    .collect()
+            };
+            let theirs = allowed(&docker);
+            let extra: Vec<String> = allowed(&ours)
+                .into_iter()
+                .filter(|s| !theirs.contains(s))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{arch:?}: default allows {extra:?}, Docker does not"
+            );
+        }
+    }
+
     #[test]
     fn names_and_paths_resolve() {
         assert!(matches!(
@@ -656,7 +668,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         let mut seen = 0;
         for (target, f) in [
-            ("profile", fuzzing::profile as fn(&[u8])),
+            ("profile", fuzzing::profile as fn(&[u8]) -> bool),
             ("docker_json", fuzzing::docker_json),
         ] {
             let dir = root.join(target);
@@ -664,7 +676,20 @@ mod tests {
                 std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             {
                 let path = entry.unwrap().path();
-                f(&std::fs::read(&path).unwrap());
+                let data = std::fs::read(&path).unwrap();
+                let parsed = f(&data);
+                // Seeds named ok-* are valid inputs and must stay so.
+                let name = path.file_name().unwrap().to_string_lossy();
+                assert!(
+                    !name.starts_with("ok-") || parsed,
+                    "{} no longer parses",
+                    path.display()
+                );
+                // Cheap extra cases: every prefix at a prime stride, so
+                // errors at arbitrary offsets are exercised too.
+                for end in (0..data.len()).step_by(53) {
+                    let _ = f(&data[..end]);
+                }
                 seen += 1;
             }
         }

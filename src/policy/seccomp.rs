@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 
 use super::syscalls;
@@ -268,6 +268,45 @@ pub struct Compiled {
     pub programs: Vec<BpfProgram>,
 }
 
+/// As `[code, jt, jf, k]` instructions: a container's record carries the
+/// filter it was created with to its supervisor and to `exec`.
+impl serde::Serialize for Compiled {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<Vec<[u32; 4]>> = self
+            .programs
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|i| [i.code as u32, i.jt as u32, i.jf as u32, i.k])
+                    .collect()
+            })
+            .collect();
+        serde::Serialize::serialize(&v, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compiled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compiled, D::Error> {
+        let v: Vec<Vec<[u32; 4]>> = serde::Deserialize::deserialize(d)?;
+        let programs = v
+            .into_iter()
+            .map(|p| {
+                p.into_iter()
+                    .map(|[code, jt, jf, k]| {
+                        Ok(seccompiler::sock_filter {
+                            code: u16::try_from(code).map_err(serde::de::Error::custom)?,
+                            jt: u8::try_from(jt).map_err(serde::de::Error::custom)?,
+                            jf: u8::try_from(jf).map_err(serde::de::Error::custom)?,
+                            k,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, D::Error>>()
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Ok(Compiled { programs })
+    }
+}
+
 #[derive(Default)]
 struct Chains(BTreeMap<i64, Option<Vec<SeccompRule>>>);
 
@@ -372,12 +411,61 @@ pub fn compile(model: &SeccompModel, arch: Arch) -> Result<Compiled, String> {
             .map_err(|e| e.to_string())?,
         );
     }
-    let programs = first
-        .into_iter()
-        .chain(last)
-        .map(|f| BpfProgram::try_from(f).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut programs = Vec::new();
+    if arch == Arch::X86_64 {
+        programs.push(x32_guard());
+    }
+    for f in first.into_iter().chain(last) {
+        programs.push(BpfProgram::try_from(f).map_err(|e| e.to_string())?);
+    }
     Ok(Compiled { programs })
+}
+
+/// x32 syscalls share AUDIT_ARCH_X86_64 with their own numbers (bit 30
+/// set). seccompiler matches exact numbers, so an allowlist already refuses
+/// them, but a denylist (default action allow, as some Docker JSON
+/// profiles) would let `mount` through as x32 `mount`. This fixed guard
+/// answers every x32 syscall with ENOSYS, whatever the profile.
+pub fn x32_guard() -> BpfProgram {
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld_abs = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    vec![
+        // seccomp_data.arch
+        stmt(ld_abs, 4),
+        // another architecture: not this guard's business
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            AUDIT_ARCH_X86_64,
+            0,
+            3,
+        ),
+        // seccomp_data.nr
+        stmt(ld_abs, 0),
+        jump(
+            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+            X32_SYSCALL_BIT,
+            0,
+            1,
+        ),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// Install the compiled filters on the calling thread. no_new_privs must
@@ -446,10 +534,30 @@ mod tests {
             ],
             new_processes: NewProcesses::Any,
         };
-        for arch in Arch::ALL {
-            let c = compile(&model, arch).unwrap();
-            assert_eq!(c.programs.len(), 2);
+        let c = compile(&model, Arch::Aarch64).unwrap();
+        assert_eq!(c.programs.len(), 2);
+        // x86_64 adds the x32 guard first.
+        let c = compile(&model, Arch::X86_64).unwrap();
+        assert_eq!(c.programs.len(), 3);
+        assert_eq!(c.programs[0], x32_guard());
+    }
+
+    #[test]
+    fn x32_guard_jumps_land_on_returns() {
+        let g = x32_guard();
+        for (i, insn) in g.iter().enumerate() {
+            if insn.code as u32 & 0x07 == libc::BPF_JMP {
+                for off in [insn.jt, insn.jf] {
+                    let target = &g[i + 1 + off as usize];
+                    assert!(
+                        target.code as u32 & 0x07 == libc::BPF_RET
+                            || target.code as u32 & 0x07 == libc::BPF_LD,
+                        "jump from {i} lands on {target:?}"
+                    );
+                }
+            }
         }
+        assert_eq!(g.last().unwrap().k, libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]

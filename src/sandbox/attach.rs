@@ -45,10 +45,24 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
     let out_dest = io.stdout.as_ref().map_or(1, |f| f.as_raw_fd());
     let err_dest = io.stderr.as_ref().map_or(2, |f| f.as_raw_fd());
     // With an output limit, stdout and stderr pass through hutch, which
-    // counts them; otherwise the workload writes to them directly.
-    let pipes = if limited_output && !proc.terminal {
+    // counts them. So they do when they are the user's terminal or a file
+    // (see `must_not_be_handed_over`). Otherwise (pipes, sockets, /dev/null)
+    // the workload writes to them directly.
+    let pipes = if (limited_output
+        || must_not_be_handed_over(out_dest)
+        || must_not_be_handed_over(err_dest))
+        && !proc.terminal
+    {
         let p = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
         Some((p("stdout pipe")?, p("stderr pipe")?))
+    } else {
+        None
+    };
+    // `-i` from the user's terminal or a file: through a pipe, for the same
+    // reason. The terminal is relayed by the loop below, a file by a thread.
+    let stdin_relayed = proc.stdin && !proc.terminal && io.stdin.is_none();
+    let stdin_pipe = if stdin_relayed && must_not_be_handed_over(0) {
+        Some(sys::pipe().map_err(|e| SandboxError::io("cannot create", "stdin pipe", e))?)
     } else {
         None
     };
@@ -65,7 +79,9 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
                 .stdin
                 .as_ref()
                 .or(devnull.as_ref())
-                .map_or(0, |f| f.as_raw_fd()),
+                .map(|f| f.as_raw_fd())
+                .or(stdin_pipe.as_ref().map(|(r, _)| r.as_raw_fd()))
+                .unwrap_or(0),
             stdout: pipes.as_ref().map_or(out_dest, |((_, w), _)| w.as_raw_fd()),
             stderr: pipes.as_ref().map_or(err_dest, |(_, (_, w))| w.as_raw_fd()),
         },
@@ -82,6 +98,13 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
             return Err(e);
         }
     };
+    let mut stdin_to = stdin_pipe.map(|(_, w)| w);
+    if !is_tty(0) {
+        if let Some(pipe) = stdin_to.take() {
+            // hutch's own threads start only now, after the clone.
+            copy_stdin_in_background(pipe);
+        }
+    }
     let mut sources = Vec::new();
     if let Some(((r_out, w_out), (r_err, w_err))) = pipes {
         drop((w_out, w_err));
@@ -92,7 +115,8 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         spec,
         signals: &signals,
         sources,
-        stdin_open: false,
+        stdin_open: stdin_to.is_some(),
+        stdin_to,
         started_at,
         output_bytes: 0,
         breach: None,
@@ -115,6 +139,44 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         cg.remove();
     }
     Ok(outcome)
+}
+
+/// Whether `fd` must reach the workload through a pipe rather than as
+/// itself: a terminal (read-write: the workload could read keystrokes or
+/// change its modes), or a file or directory, which the workload could
+/// reopen through the /proc/self/fd magic link with more access than it
+/// was given (stdin from a file, reopened for writing, modifies the file).
+fn must_not_be_handed_over(fd: RawFd) -> bool {
+    if is_tty(fd) {
+        return true;
+    }
+    // SAFETY: stat is plain data, filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into a live local.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(
+        st.st_mode & libc::S_IFMT,
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFBLK
+    )
+}
+
+/// Copy hutch's stdin (a file) into the workload's stdin pipe until EOF,
+/// or until the workload closes its end (EPIPE: Rust ignores SIGPIPE).
+fn copy_stdin_in_background(pipe: OwnedFd) {
+    std::thread::spawn(move || {
+        // SAFETY: fd 0 stays open for hutch's whole life; ManuallyDrop keeps
+        // this File from closing it.
+        let stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+        let mut pipe = std::fs::File::from(pipe);
+        let _ = std::io::copy(&mut &*stdin, &mut pipe);
+    });
+}
+
+fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
 }
 
 fn dup_null() -> Result<OwnedFd, SandboxError> {
@@ -145,8 +207,11 @@ struct Relay<'a> {
     signals: &'a SignalFd,
     /// The output streams: the pty master, or the stdout and stderr pipes.
     sources: Vec<Source>,
-    /// Copy hutch's stdin to the pty master (`-it`).
+    /// Copy hutch's stdin to the pty master (`-it`) or to `stdin_to`.
     stdin_open: bool,
+    /// `-i` without `-t` from the user's terminal: the workload's stdin
+    /// pipe, closed on the terminal's end of file.
+    stdin_to: Option<OwnedFd>,
     started_at: Instant,
     output_bytes: u64,
     breach: Option<Breach>,
@@ -202,9 +267,13 @@ impl Relay<'_> {
                 }
             }
             if fds[stdin_at].revents != 0 {
-                let to = self.sources.last().map_or(-1, |s| s.from.as_raw_fd());
+                let to = match &self.stdin_to {
+                    Some(pipe) => pipe.as_raw_fd(),
+                    None => self.sources.last().map_or(-1, |s| s.from.as_raw_fd()),
+                };
                 if !copy_chunk(0, to, u64::MAX).is_some_and(|(n, _)| n > 0) {
                     self.stdin_open = false;
+                    self.stdin_to = None;
                 }
             }
             exited = fds[1].revents != 0;

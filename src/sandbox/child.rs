@@ -78,13 +78,28 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
 
     stdio(fds)?;
 
+    if spec.network.private_namespace() {
+        // As Docker does: any port may be bound inside the sandbox's own
+        // network namespace, even without capabilities. This /proc/sys
+        // file belongs to the netns we are in, not the host's.
+        std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(|e| {
+            SetupError::io(
+                "cannot write",
+                Some("net.ipv4.ip_unprivileged_port_start".into()),
+                &e,
+            )
+        })?;
+    }
+
     // 2-4. The root filesystem: private propagation, overlay or host dirs,
     //      volumes, /proc, /dev, /sys, pivot_root, masked paths.
     rootfs::build(spec)?;
 
     // 5. Identity and network of the sandbox.
     set_hostname(&spec.hostname)?;
-    loopback_up()?;
+    if spec.network.private_namespace() {
+        loopback_up()?;
+    }
 
     // With -t: a pty from the sandbox's own devpts; the master goes to hutch.
     let slave = if spec.process.terminal {

@@ -84,6 +84,8 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Limits(#[from] crate::sandbox::limits::LimitError),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error("invalid sandbox spec: {0}")]
     Invalid(String),
 }

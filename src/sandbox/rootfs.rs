@@ -106,6 +106,7 @@ pub fn build(spec: &Spec) -> R<()> {
     };
 
     let root = open_dir(&new_root)?;
+    etc_files(&root, spec)?;
     for m in &spec.mounts {
         volume(&root, m)?;
     }
@@ -411,6 +412,28 @@ fn volume(root: &OwnedFd, m: &Mount) -> R<()> {
             .map_err(|e| SetupError::io("cannot mount tmpfs", on(destination), &e))
         }
     }
+}
+
+/// The sandbox's own /etc/hosts (and /etc/resolv.conf when the network
+/// needs one): written to the scratch tmpfs and bound over the rootfs's, so
+/// the image is never modified.
+fn etc_files(root: &OwnedFd, spec: &Spec) -> R<()> {
+    let mut files = vec![("hosts", spec.network.hosts(&spec.hostname))];
+    if let Some(r) = &spec.network.resolv_conf {
+        files.push(("resolv.conf", r.clone()));
+    }
+    for (name, content) in files {
+        let src = spec.scratch.join(format!("etc-{name}"));
+        std::fs::write(&src, content)
+            .map_err(|e| SetupError::io("cannot write", Some(src.display().to_string()), &e))?;
+        let dst = Path::new("/etc").join(name);
+        let target = ensure_target(root, &dst, false)?;
+        bind(&src, &target, true).map_err(|e| SetupError::io("cannot bind", on(&dst), &e))?;
+        // The mount keeps the file; its name on the scratch tmpfs (which is
+        // the root itself for `host`) must not show.
+        let _ = std::fs::remove_file(&src);
+    }
+    Ok(())
 }
 
 fn proc_fs(root: &OwnedFd) -> R<()> {

@@ -55,6 +55,8 @@ pub struct Running {
     /// With `-t`: the master of the pty the workload's stdio is on.
     pub console: Option<OwnedFd>,
     status: OwnedFd,
+    /// The user-mode network helper, if any; killed when this is dropped.
+    pub net: Option<crate::net::NetHelper>,
 }
 
 const NAMESPACES: u64 = (libc::CLONE_NEWUSER
@@ -102,9 +104,13 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     // SAFETY: blocking signals in this (single) thread with an initialised set.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
+    let mut namespaces = NAMESPACES;
+    if !spec.network.private_namespace() {
+        namespaces &= !(libc::CLONE_NEWNET as u64);
+    }
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
-        flags: NAMESPACES | libc::CLONE_PIDFD as u64,
+        flags: namespaces | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
@@ -150,6 +156,7 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         pidfd,
         console: None,
         status: status_r,
+        net: None,
     };
 
     if let Err(e) = spec.idmap.apply(pid) {
@@ -164,6 +171,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
             return Err(SandboxError::Limits(e.into()));
         }
     }
+    // The network comes up before the workload runs.
+    running.net = match crate::net::start(&spec.network, pid, &spec.id) {
+        Ok(n) => n,
+        Err(e) => {
+            running.kill_and_reap();
+            return Err(SandboxError::Network(e));
+        }
+    };
     sys::write_all(sync_w.as_raw_fd(), b"1")
         .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
     drop(sync_w);

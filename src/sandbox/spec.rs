@@ -84,6 +84,7 @@ pub struct Process {
     pub stdin: bool,
     /// The signal that asks the workload to stop (the image's StopSignal,
     /// else SIGTERM).
+    #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
 }
 
@@ -100,6 +101,8 @@ pub struct Spec {
     pub idmap: IdMapping,
     pub process: Process,
     pub policy: Policy,
+    /// The network: none, private (slirp4netns or pasta) or host.
+    pub network: crate::net::NetworkSpec,
     /// Resource limits and how each is enforced here.
     #[serde(default)]
     pub limits: Enforcement,
@@ -126,3 +129,7 @@ impl Spec {
 
 /// Environment every workload starts from, as Docker's.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
+}

@@ -199,25 +199,20 @@ fn hostname_is_the_sandboxs_own() {
 
 #[test]
 fn loopback_is_the_only_interface_and_it_is_up() {
-    let out = hutch(User::Sub)
-        .run_rootfs(["sh", "-c", "cat /proc/net/dev; ip link"])
-        .run();
-    let text = out.ok();
-    let ifaces: Vec<&str> = text
+    let dev = hutch(User::Sub).run_rootfs(["cat", "/proc/net/dev"]).run();
+    // Two header lines, then one "name: counters" line per interface.
+    let names: Vec<&str> = dev
+        .ok()
         .lines()
         .skip(2)
-        .take_while(|l| l.contains('|') || l.contains(':'))
         .filter_map(|l| l.split(':').next())
         .map(str::trim)
-        .take_while(|n| !n.chars().next().unwrap_or('0').is_ascii_digit())
         .collect();
-    assert_eq!(ifaces, vec!["lo"], "{text}");
-    let links = text
-        .lines()
-        .filter(|l| l.starts_with(char::is_numeric))
-        .count();
-    assert_eq!(links, 1, "{text}");
-    assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "{text}");
+    assert_eq!(names, vec!["lo"], "{dev:?}");
+    let links = hutch(User::Sub).run_rootfs(["ip", "-o", "link"]).run();
+    let links = links.ok();
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains(": lo: <LOOPBACK,UP,LOWER_UP>"), "{links}");
 }
 
 #[test]
@@ -416,4 +411,52 @@ fn device_nodes_work() {
         ])
         .run();
     assert_eq!(out.ok().split_whitespace().collect::<Vec<_>>(), ["3", "8"]);
+}
+
+#[test]
+fn every_namespace_is_new() {
+    let kinds = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"];
+    let script: String = kinds
+        .iter()
+        .map(|k| format!("readlink /proc/self/ns/{k}; "))
+        .collect();
+    let out = hutch(User::Sub).run_rootfs(["sh", "-c", &script]).run();
+    let inside: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(inside.len(), kinds.len(), "{out:?}");
+    for (k, seen) in kinds.iter().zip(inside) {
+        let host = std::fs::read_link(format!("/proc/self/ns/{k}")).unwrap();
+        assert_ne!(seen, host.to_string_lossy(), "{k} namespace is the host's");
+    }
+}
+
+#[test]
+fn proc_and_sys_are_masked_and_read_only() {
+    // Masked files read empty (where this kernel has them at all).
+    let masked: Vec<&str> = [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/interrupts",
+        "/proc/timer_list",
+    ]
+    .into_iter()
+    .filter(|p| std::path::Path::new(p).exists())
+    .collect();
+    assert!(!masked.is_empty());
+    let mut script: String = masked.iter().map(|p| format!("wc -c < {p}; ")).collect();
+    script.push_str(
+        "echo x > /proc/sys/kernel/hostname || echo proc-sys-ro; \
+         touch /sys/kernel/x || echo sysfs-ro; hostname",
+    );
+    let out = hutch(User::Sub).run_rootfs(["sh", "-c", &script]).run();
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let n = masked.len();
+    assert!(lines[..n].iter().all(|l| *l == "0"), "{out:?}");
+    // Host /proc/interrupts is never empty: the mask really hid it.
+    assert!(!std::fs::read_to_string("/proc/interrupts")
+        .unwrap()
+        .is_empty());
+    assert_eq!(lines[n..n + 2], ["proc-sys-ro", "sysfs-ro"], "{out:?}");
+    // The refused write did not rename the sandbox.
+    assert_ne!(lines[n + 2], "x");
 }

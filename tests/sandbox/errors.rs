@@ -137,3 +137,36 @@ fn info_reports_the_host_in_text_and_json() {
         1
     );
 }
+
+#[test]
+fn a_usage_error_is_one_line_with_a_pointer_to_help() {
+    let out = hutch(User::Sub)
+        .args(["run", "--no-such-flag", "host", "true"])
+        .run();
+    one_line_125(&out, "'--no-such-flag'");
+    assert!(out.stderr.contains("hutch run --help"), "{out:?}");
+    let out = hutch(User::Sub).args(["run", "--rm", "--userns"]).run();
+    one_line_125(&out, "--userns");
+}
+
+#[test]
+fn no_usable_overlay_is_a_clear_error() {
+    // fuse-overlayfs asked for, and not on hutch's PATH.
+    let out = hutch(User::Sub)
+        .env("PATH", "/nonexistent")
+        .args(["run", "--rm", "--overlay=fuse", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["true"])
+        .run();
+    one_line_125(
+        &out,
+        "cannot mount overlay on /: fuse-overlayfs could not be run",
+    );
+    assert!(out.stderr.contains("install fuse-overlayfs"), "{out:?}");
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--overlay=magic", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args(["true"])
+        .run();
+    one_line_125(&out, "invalid --overlay \"magic\"");
+}

@@ -88,24 +88,11 @@ pub fn hutch_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         assert_root();
-        // One copy per build (target dir): suites of other checkouts running
-        // on the same machine must not swap the binary under this one.
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        env!("CARGO_BIN_EXE_hutch").hash(&mut hasher);
-        let dir = fixtures_dir()
-            .join("bin")
-            .join(format!("{:016x}", hasher.finish()));
+        // fixtures_dir() is this test process's own: no other suite on the
+        // machine can swap the binary under this one.
+        let dir = fixtures_dir().join("bin");
         std::fs::create_dir_all(&dir).unwrap();
-        // Named after the build it comes from: test runs of other
-        // worktrees share FIXTURES and must not swap binaries under us.
-        let build = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            env!("CARGO_BIN_EXE_hutch").hash(&mut h);
-            h.finish()
-        };
-        let dst = dir.join(format!("hutch-{build:016x}"));
+        let dst = dir.join("hutch");
         let tmp = dir.join(format!("hutch.{}", std::process::id()));
         std::fs::copy(env!("CARGO_BIN_EXE_hutch"), &tmp).unwrap();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -114,10 +101,27 @@ pub fn hutch_bin() -> &'static Path {
     })
 }
 
+/// This test process's own fixtures: `FIXTURES/run-<pid>`. Test runs from
+/// other checkouts may share the machine; with a directory each, none runs
+/// another's hutch or loses its rootfs to another's rebuild. Directories of
+/// runs that ended are removed here.
 pub fn fixtures_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = PathBuf::from(FIXTURES);
+        let top = PathBuf::from(FIXTURES);
+        std::fs::create_dir_all(&top).unwrap();
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(&top).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("run-") else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                // Files sandboxes left may belong to subordinate ids: root clears them.
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let d = top.join(format!("run-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d

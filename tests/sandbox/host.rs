@@ -54,6 +54,9 @@ fn host_root_hides_homes_root_and_host_tmp() {
         .args(["run", "--rm", "host", "sh", "-c", &script])
         .run();
     assert_eq!(out.ok(), "/home:\n\n/root:\n\n/tmp:\nend\n", "{out:?}");
+    for m in &markers {
+        let _ = std::fs::remove_file(m);
+    }
 }
 
 #[test]

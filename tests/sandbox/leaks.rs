@@ -7,7 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use crate::harness::{hutch, scratch, Hutch, User};
 
 const RUNS: usize = 200;
-const MARKER: &str = "hutch-leak-check-marker";
+/// Names this test run's sandboxes (other runs may share the machine).
+fn marker() -> String {
+    format!("hutch-leak-check-marker-{}", std::process::id())
+}
 
 fn listing(dir: &std::path::Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -30,7 +33,7 @@ fn processes_with_marker() -> Vec<String> {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(MARKER) {
+        if cmd.contains(&marker()) {
             out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
         }
     }
@@ -53,7 +56,8 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
             "sh",
             "-c",
             &format!(
-                ": {MARKER}; trap 'exit 0' USR1; echo ready; while :; do sleep 1000 & wait $!; done"
+                ": {}; trap 'exit 0' USR1; echo ready; while :; do sleep 1000 & wait $!; done",
+                marker()
             ),
         ])
         .spawn();
@@ -63,7 +67,8 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
     // relay's poll, then count.
     let wchan = format!("/proc/{}/wchan", live.pid());
     let mut settled = false;
-    for _ in 0..100_000 {
+    let deadline = std::time::Instant::now() + crate::harness::TIMEOUT;
+    while std::time::Instant::now() < deadline {
         if std::fs::read_to_string(&wchan)
             .unwrap_or_default()
             .contains("poll")
@@ -104,7 +109,7 @@ fn two_hundred_runs_leave_nothing_behind() {
             .args([
                 "sh",
                 "-c",
-                &format!(": {MARKER}; ls /proc/self/fd | tr '\\n' ' '"),
+                &format!(": {}; ls /proc/self/fd | tr '\\n' ' '", marker()),
             ])
             .run();
         // The workload gets stdin, stdout, stderr and nothing else (3 is

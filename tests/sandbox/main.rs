@@ -10,5 +10,6 @@ mod images;
 mod judge;
 mod leaks;
 mod lifecycle;
+mod network;
 mod policy;
 mod process;

@@ -32,12 +32,16 @@ const FORBIDDEN: &[&str] = &[
 
 /// Run the probe in the busybox rootfs with extra `hutch run` flags.
 fn probe_run(flags: &[&str], ops: &[&str]) -> Out {
+    probe_run_as(User::Sub, flags, ops)
+}
+
+fn probe_run_as(user: User, flags: &[&str], ops: &[&str]) -> Out {
     let vol = probe_volume();
     let mut args: Vec<&str> = vec!["-v", &vol];
     args.extend_from_slice(flags);
     args.push("/probe/probe");
     args.extend_from_slice(ops);
-    hutch(User::Sub).run_rootfs(args).run()
+    hutch(user).run_rootfs(args).run()
 }
 
 /// The probe's answer per op, asserting it ran and answered every op.
@@ -76,8 +80,10 @@ fn profile(name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn default_refuses_every_listed_operation_with_eperm() {
-    let out = probe_run(&[], FORBIDDEN);
-    assert_all(&out, FORBIDDEN, "EPERM");
+    for user in [User::Sub, User::NoSub] {
+        let out = probe_run_as(user, &[], FORBIDDEN);
+        assert_all(&out, FORBIDDEN, "EPERM");
+    }
 }
 
 /// EPERM could also come from the missing capabilities; a profile that
@@ -440,6 +446,15 @@ fn policy_show_and_check() {
         "{text}"
     );
     assert!(text.contains("landlock: kernel ABI"), "{text}");
+    // hutch info says which Landlock ABI the default policy enforces here.
+    let info = hutch(User::Sub).args(["info"]).run();
+    let line = info
+        .ok()
+        .lines()
+        .find(|l| l.trim_start().starts_with("default policy:"))
+        .unwrap_or_else(|| panic!("{info:#?}"))
+        .to_string();
+    assert!(line.contains("enforces ABI"), "{line}");
     hutch(User::Sub)
         .args(["policy", "show", "nope"])
         .run()
@@ -483,4 +498,43 @@ fn compiled_filters_are_cached_by_profile_hash() {
     );
     let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
     assert_eq!(inode, after);
+}
+
+/// Rules with their own actions beat both the allowlist and the default,
+/// conditions included.
+#[test]
+fn rule_actions_override_the_allowlist_and_the_default() {
+    let p = profile(
+        "policy-actions",
+        r#"
+extends = "default"
+[[seccomp.rule]]
+why = "test: an errno rule on a call the default refuses"
+syscalls = ["keyctl"]
+action = "errno"
+errno = "ENOTTY"
+[[seccomp.rule]]
+why = "test: an errno rule on AF_UNIX only, a call the allowlist allows"
+syscalls = ["socket"]
+action = "errno"
+errno = "EMLINK"
+args = [{ index = 0, op = "eq", value = 1, width = 32 }]
+[[seccomp.rule]]
+why = "test: kill"
+syscalls = ["mount"]
+action = "kill-process"
+"#,
+    );
+    let policy = ["--policy", p.to_str().unwrap()];
+    let ops = ["keyctl", "socket-unix", "socket-inet", "add_key"];
+    let got: Vec<String> = answers(&probe_run(&policy, &ops), &ops)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(got, ["ENOTTY", "EMLINK", "OK", "EPERM"]);
+
+    // SIGSYS (31) ends the workload: 128 + 31, after what it printed.
+    let out = probe_run(&policy, &["fork", "mount", "fork"]);
+    assert_eq!(out.code, 159, "{out:#?}");
+    assert_eq!(out.stdout, "fork: OK\n", "{out:#?}");
 }

@@ -120,7 +120,7 @@ fn orphans_are_reaped() {
             "sh",
             "-c",
             "mkfifo /tmp/f; ( sh -c 'echo $$ > /tmp/f; exit 0' & ); pid=$(cat /tmp/f); \
-             n=0; while [ -e /proc/$pid ] && [ $n -lt 200000 ]; do n=$((n+1)); done; \
+             n=0; while [ -e /proc/$pid ] && [ $n -lt 2000000 ]; do n=$((n+1)); done; \
              if [ -e /proc/$pid ]; then echo left; grep State /proc/$pid/status; else echo reaped; fi; \
              grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l",
         ])
@@ -206,4 +206,162 @@ fn dash_it_forwards_keystrokes_through_the_pty() {
     let shown = under_pty(&inner, "typed words\n");
     assert!(shown.contains("got:typed words\n"), "{shown:?}");
     assert!(shown.contains("status=3"), "{shown:?}");
+}
+
+#[test]
+fn the_workload_cannot_type_into_the_users_terminal() {
+    // TIOCSTI queues input for whoever reads the terminal next: the user's
+    // shell. Without -t hutch never hands the workload the terminal (it
+    // relays through pipes), and the workload leads a session of its own,
+    // so the terminal would refuse even if it got there.
+    let probe = crate::harness::programs_dir().join("tiocsti");
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    let inner = format!(
+        "{probe}; {hutch_bin} run --rm -i -v {vol} --rootfs {root} /p/tiocsti",
+        probe = probe.display(),
+        vol = crate::harness::programs_volume(),
+    );
+    let shown = under_pty(&inner, "");
+    let lines: Vec<&str> = shown.lines().collect();
+    // Control: outside a sandbox, in the terminal's own session, it works.
+    assert!(lines.contains(&"0:tty-injected"), "{shown:?}");
+    // Inside: no fd is the user's terminal, none injected.
+    let inside: Vec<&&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("2:"))
+        .skip(1)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(inside.len(), 3, "{shown:?}");
+    for l in inside {
+        assert!(
+            l.contains("not-tty") || l.contains("tty-refused"),
+            "{shown:?}"
+        );
+    }
+}
+
+#[test]
+fn without_dash_t_the_users_terminal_never_reaches_the_workload() {
+    // A terminal fd is read-write: handed over, it would let the workload
+    // read keystrokes through its stdout or change the terminal's modes.
+    // hutch relays through pipes instead, as Docker does.
+    let dir = scratch(User::Sub, "no-tty");
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    let d = dir.display();
+    let inner = format!(
+        "stty -g > {d}/before; \
+         {hutch_bin} run --rm -i --rootfs {root} sh -c \
+         'for fd in 0 1 2; do test -t $fd && echo fd$fd-is-a-tty; done; stty -echo 2>/dev/null && echo modes-changed; read line; echo got:$line; echo err >&2'; \
+         stty -g > {d}/after"
+    );
+    let shown = under_pty(&inner, "typed\n");
+    assert!(!shown.contains("-is-a-tty"), "{shown:?}");
+    assert!(!shown.contains("modes-changed"), "{shown:?}");
+    assert!(shown.contains("got:typed\n"), "{shown:?}");
+    assert!(shown.contains("err\n"), "{shown:?}");
+    let before = std::fs::read_to_string(dir.join("before")).unwrap();
+    let after = std::fs::read_to_string(dir.join("after")).unwrap();
+    assert_eq!(before, after, "the user's terminal modes changed");
+}
+
+#[test]
+fn dash_t_follows_the_users_window_size() {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    // The workload reports its size on SIGWINCH, which its own pty sends
+    // when hutch passes on a new size.
+    let inner = format!(
+        "stty rows 24 cols 80; {hutch_bin} run --rm -t --rootfs {root} sh -c \
+         'trap \"echo size \\$(stty size); exit 0\" WINCH; echo ready; while :; do sleep 1000 & wait $!; done'"
+    );
+    let mut cmd = crate::harness::as_user(User::Sub, "script");
+    cmd.args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let keep_stdin_open = child.stdin.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line.replace('\r', ""));
+        }
+    });
+    let wait_for = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(crate::harness::TIMEOUT)
+            .unwrap_or_else(|e| panic!("no {needle:?} from the sandbox: {e}"));
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for("ready");
+    // The user resizes the terminal: set the size on hutch's own terminal
+    // (script's pty), which sends hutch SIGWINCH.
+    let hutch_pid = descendants(child.id() as i32)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with(&hutch_bin))
+        })
+        .expect("hutch under script");
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{hutch_pid}/fd/0"))
+        .unwrap();
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a live local.
+    let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0);
+    assert_eq!(wait_for("size "), "size 40 120");
+    drop(keep_stdin_open);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn stdio_files_cannot_be_reopened_for_more_access() {
+    // `hutch run -i ... < input > output`: handed over as themselves, the
+    // workload could reopen /proc/self/fd/0 for writing and change the
+    // host's input file, or /proc/self/fd/1 for reading what the output
+    // file held before. hutch passes pipes instead. Unconfined policy: the
+    // engine alone must hold.
+    let dir = scratch(User::Sub, "stdio-files");
+    let input = dir.join("input");
+    let output = dir.join("output");
+    std::fs::write(&input, "original input\n").unwrap();
+    std::fs::write(&output, "earlier log\n").unwrap();
+    for f in [&input, &output] {
+        crate::harness::chown(f, User::Sub.uid(), User::Sub.account().gid);
+    }
+    let script = format!(
+        "timeout 60 {} run --rm -i --policy unconfined --rootfs {} sh -c \
+         'cat; echo changed > /proc/self/fd/0; for f in 0 1; do readlink /proc/self/fd/$f | cut -d: -f1; done' \
+         < {} >> {} 2>/dev/null",
+        crate::harness::hutch_bin().display(),
+        rootfs(User::Sub).display(),
+        input.display(),
+        output.display()
+    );
+    let status = crate::harness::as_user(User::Sub, "sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "original input\n");
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "earlier log\noriginal input\npipe\npipe\n"
+    );
 }

@@ -1,0 +1,139 @@
+//! slirp4netns: a user-mode TCP/IP stack on a tap device in the sandbox's
+//! network namespace. Ports are published through its API socket.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+
+use super::{helper_command, NetError, NetHelper, PortMapping, Proto};
+use crate::sandbox::sys;
+
+/// slirp4netns's built-in DNS forwarder and the sandbox's own address.
+pub const DNS: &str = "10.0.2.3";
+pub const ADDRESS: &str = "10.0.2.100";
+
+const NAME: &str = "slirp4netns";
+
+fn fail(reason: impl Into<String>) -> NetError {
+    NetError::Start {
+        helper: NAME,
+        reason: reason.into(),
+    }
+}
+
+/// A pipe whose `child_end` is inherited by the helper (no close-on-exec).
+fn inheritable_pipe(child_end_is_read: bool) -> Result<(OwnedFd, OwnedFd), NetError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), 0) } < 0 {
+        return Err(fail(std::io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: fresh descriptors owned by us alone.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // hutch's own end must not leak into the helper.
+    let ours = if child_end_is_read { &w } else { &r };
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok((r, w))
+}
+
+pub fn start(
+    pid: i32,
+    id: &str,
+    allow_host_loopback: bool,
+    ports: &[PortMapping],
+) -> Result<NetHelper, NetError> {
+    let runtime = crate::paths::runtime_dir().map_err(|e| fail(e.to_string()))?;
+    let short = &id[..id.len().min(16)];
+    let api = runtime.join(format!("slirp-{short}.sock"));
+    let log = runtime.join(format!("slirp-{short}.log"));
+    let _ = std::fs::remove_file(&api);
+    let (ready_r, ready_w) = inheritable_pipe(false)?;
+    let (exit_r, exit_w) = inheritable_pipe(true)?;
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
+
+    let mut cmd = helper_command(NAME);
+    cmd.args(["--configure", "--mtu=65520"]);
+    if !allow_host_loopback {
+        // Untrusted code must not reach the user's local services by accident.
+        cmd.arg("--disable-host-loopback");
+    }
+    cmd.arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
+        .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
+        .arg(format!("--userns-path=/proc/{pid}/ns/user"));
+    if !ports.is_empty() {
+        cmd.arg("--api-socket").arg(&api);
+    }
+    cmd.arg(pid.to_string())
+        .arg("tap0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => NetError::Missing {
+            helper: NAME,
+            package: "slirp4netns",
+        },
+        _ => fail(e.to_string()),
+    })?;
+    drop((ready_w, exit_r));
+    let mut helper = NetHelper {
+        name: NAME,
+        child: Some(child),
+        _exit_fd: Some(exit_w),
+        cleanup: vec![api.clone(), log.clone()],
+    };
+
+    // slirp4netns writes "1" once the tap device is configured.
+    let ready = sys::read_to_end(ready_r.as_raw_fd(), 16).unwrap_or_default();
+    if ready.first() != Some(&b'1') {
+        if let Some(c) = &mut helper.child {
+            let _ = c.wait();
+        }
+        let msg = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(fail(format!(
+            "it exited before the network was up: {}",
+            msg.trim()
+        )));
+    }
+    for p in ports {
+        add_hostfwd(&api, p).map_err(|e| NetError::PortTaken {
+            addr: p.host_addr(),
+            proto: p.proto,
+            source: e,
+        })?;
+    }
+    Ok(helper)
+}
+
+/// One `add_hostfwd` request on the API socket.
+fn add_hostfwd(api: &std::path::Path, p: &PortMapping) -> std::io::Result<()> {
+    let request = serde_json::json!({
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": match p.proto { Proto::Tcp => "tcp", Proto::Udp => "udp" },
+            "host_addr": p.host_addr().ip().to_string(),
+            "host_port": p.host_port,
+            "guest_addr": ADDRESS,
+            "guest_port": p.container_port,
+        }
+    });
+    let mut s = UnixStream::connect(api)?;
+    s.write_all(request.to_string().as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    s.take(64 * 1024).read_to_string(&mut reply)?;
+    let v: serde_json::Value = serde_json::from_str(&reply)
+        .map_err(|e| std::io::Error::other(format!("bad reply {reply:?}: {e}")))?;
+    match v.get("error") {
+        None => Ok(()),
+        Some(e) => Err(std::io::Error::other(
+            e.get("desc")
+                .and_then(|d| d.as_str())
+                .unwrap_or("refused")
+                .to_string(),
+        )),
+    }
+}

@@ -1,0 +1,317 @@
+//! User-mode networking: slirp4netns and pasta, published ports, DNS, and
+//! no way back to the host's loopback unless asked for.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::harness::{hutch, pidfd, rootfs, scratch, wait_exit, User};
+
+const BACKENDS: [&str; 2] = ["slirp4netns", "pasta"];
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The network helper among hutch's own children (slirp4netns or pasta;
+/// pasta's own short-lived children are not counted).
+fn helper_of(hutch_pid: i32) -> i32 {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{hutch_pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.starts_with("slirp4netns")
+                || comm.starts_with("pasta")
+                || comm.starts_with("passt")
+            {
+                found.push(c);
+            }
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one helper expected among hutch's children: {found:?}"
+    );
+    found[0]
+}
+
+fn http_get(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published port");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+}
+
+#[test]
+fn a_web_server_inside_is_published_with_each_backend() {
+    let user = User::Sub;
+    for backend in BACKENDS {
+        let www = scratch(user, &format!("www-{backend}"));
+        std::fs::write(www.join("index.html"), format!("served by {backend}\n")).unwrap();
+        let port = free_port();
+        let mut live = hutch(user)
+            .run_rootfs([
+                "--network",
+                backend,
+                "-p",
+                &format!("127.0.0.1:{port}:80"),
+                "-v",
+                &format!("{}:/www:ro", www.display()),
+                "sh",
+                "-c",
+                "httpd -p 80 -h /www && echo ready && exec sleep 60",
+            ])
+            .spawn();
+        live.wait_line("ready");
+        let helper = pidfd(helper_of(live.pid())).expect("the helper runs");
+        let reply = http_get(port);
+        assert!(
+            reply.contains(&format!("served by {backend}")),
+            "{backend}: {reply:?}"
+        );
+        live.signal(libc::SIGTERM);
+        let out = live.finish();
+        assert_eq!(out.code, 143, "{out:#?}");
+        // hutch kills and reaps its helper before it exits.
+        assert!(
+            wait_exit(&helper, Duration::ZERO),
+            "{backend} outlived its sandbox"
+        );
+    }
+}
+
+#[test]
+fn host_loopback_is_unreachable_unless_allowed() {
+    let user = User::Sub;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in server.incoming().flatten() {
+            let _ = conn.write_all(b"hello-from-host\n");
+        }
+    });
+    // The host as seen from the sandbox: slirp4netns's 10.0.2.2, pasta's
+    // gateway; and the sandbox's own loopback, which pasta could forward.
+    let probe = format!(
+        "gw=$(ip route | awk '/default/ {{print $3}}'); \
+         for a in 10.0.2.2 $gw 127.0.0.1; do echo | nc -w 3 $a {port}; done; echo done"
+    );
+    for backend in BACKENDS {
+        let out = hutch(user)
+            .run_rootfs(["--network", backend, "sh", "-c", &probe])
+            .run();
+        let text = out.ok();
+        assert!(
+            !text.contains("hello-from-host"),
+            "{backend} reached the host: {out:#?}"
+        );
+        assert!(text.contains("done"));
+        let allowed = format!("{backend}:allow_host_loopback=true");
+        let out = hutch(user)
+            .run_rootfs(["--network", &allowed, "sh", "-c", &probe])
+            .run();
+        assert!(
+            out.ok().contains("hello-from-host"),
+            "{backend} with allow: {out:#?}"
+        );
+    }
+}
+
+#[test]
+fn no_network_reaches_nothing() {
+    let out = hutch(User::NoSub)
+        .run_rootfs([
+            "sh",
+            "-c",
+            "cat /proc/net/dev | tail -n +3 | cut -d: -f1; echo | nc -w 2 192.0.2.1 80 && echo connected; true",
+        ])
+        .run();
+    assert_eq!(out.stdout.trim(), "lo", "{out:#?}");
+    assert!(out.stderr.contains("unreachable"), "{out:#?}");
+}
+
+#[test]
+fn the_helper_dies_with_hutch() {
+    let user = User::Sub;
+    for backend in BACKENDS {
+        let mut live = hutch(user)
+            .run_rootfs([
+                "--network",
+                backend,
+                "sh",
+                "-c",
+                "echo ready; exec sleep 60",
+            ])
+            .spawn();
+        live.wait_line("ready");
+        let fd = pidfd(helper_of(live.pid())).expect("helper alive");
+        live.signal(libc::SIGKILL);
+        assert!(
+            wait_exit(&fd, Duration::from_secs(20)),
+            "{backend} outlived hutch"
+        );
+        let _ = live.finish();
+    }
+}
+
+#[test]
+fn a_taken_host_port_is_reported_before_start() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    hutch(User::Sub)
+        .run_rootfs([
+            "--network",
+            "slirp4netns",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "true",
+        ])
+        .run()
+        .fails_with(125, &format!("cannot publish 127.0.0.1:{port}/tcp"));
+    hutch(User::Sub)
+        .run_rootfs(["-p", "8080:80", "true"])
+        .run()
+        .fails_with(125, "-p needs a private network");
+    hutch(User::Sub)
+        .run_rootfs(["--network", "bridge", "true"])
+        .run()
+        .fails_with(125, "invalid --network \"bridge\"");
+}
+
+#[test]
+fn dns_and_hosts_files() {
+    let out = hutch(User::Sub)
+        .run_rootfs([
+            "--network",
+            "slirp4netns",
+            "--dns",
+            "9.9.9.9",
+            "--add-host",
+            "db:10.1.2.3",
+            "-h",
+            "web",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf /etc/hosts",
+        ])
+        .run();
+    let text = out.ok();
+    assert!(text.contains("nameserver 9.9.9.9\n"), "{text}");
+    assert!(text.contains("10.1.2.3\tdb\n"), "{text}");
+    assert!(text.contains("\tweb\n"), "{text}");
+    // The image's own files are untouched: the rootfs has no hosts file.
+    assert!(!rootfs(User::Sub).join("etc/hosts").exists());
+    // pasta's DNS forwarder by default.
+    let out = hutch(User::Sub)
+        .run_rootfs(["--network", "pasta", "cat", "/etc/resolv.conf"])
+        .run();
+    assert_eq!(out.ok(), "nameserver 169.254.1.1\n");
+}
+
+#[test]
+fn host_network_is_shared_with_a_warning() {
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let out = hutch(User::NoSub)
+        .run_rootfs(["--network", "host", "readlink", "/proc/self/ns/net"])
+        .run();
+    assert_eq!(out.ok().trim(), host_ns.to_string_lossy());
+    assert!(out.stderr.contains("not network-isolated"), "{out:#?}");
+}
+
+/// The parent of `pid`, from /proc/PID/stat.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
+    let user = User::Sub;
+    let data = scratch(user, "net-lifecycle").join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let acct = user.account();
+    crate::harness::chown(&data, acct.uid, acct.gid);
+    let h = |args: &[&str]| hutch(user).env("HUTCH_DATA_DIR", &data).args(args).run();
+    let www = scratch(user, "net-lifecycle-www");
+    std::fs::write(www.join("index.html"), "detached\n").unwrap();
+    let root = rootfs(user).display().to_string();
+    let volume = format!("{}:/www:ro", www.display());
+
+    for (name, end) in [
+        ("web-stop", "stop"),
+        ("web-rm", "rm"),
+        ("web-super", "kill-supervisor"),
+    ] {
+        let port = free_port();
+        let publish = format!("127.0.0.1:{port}:80");
+        h(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "slirp4netns",
+            "-p",
+            &publish,
+            "-v",
+            &volume,
+            "--rootfs",
+            &root,
+            "sh",
+            "-c",
+            "httpd -p 80 -h /www && echo ready && exec sleep 300",
+        ])
+        .ok();
+        let mut logs = hutch(user)
+            .env("HUTCH_DATA_DIR", &data)
+            .args(["logs", "-f", name])
+            .spawn();
+        logs.wait_line("ready");
+        assert!(http_get(port).contains("detached"), "{name}");
+        let init: i32 = h(&["inspect", "-f", "{{.State.Pid}}", name])
+            .ok()
+            .trim()
+            .parse()
+            .unwrap();
+        let supervisor = parent_of(init);
+        let helper = pidfd(helper_of(supervisor)).expect("helper runs");
+        match end {
+            "stop" => {
+                h(&["stop", "-t", "1", name]).ok();
+            }
+            "rm" => {
+                h(&["rm", "-f", name]).ok();
+            }
+            _ => {
+                // SAFETY: killing the test user's supervisor process.
+                unsafe { libc::kill(supervisor, libc::SIGKILL) };
+            }
+        }
+        assert!(
+            wait_exit(&helper, Duration::from_secs(20)),
+            "{name}: helper outlived the container"
+        );
+        let _ = logs.finish();
+        let _ = h(&["rm", "-f", name]);
+    }
+}
