@@ -8,10 +8,10 @@ use hutch::sandbox::SandboxError;
 fn main() {
     // The supervisor mode is picked before any argument parsing: it should
     // touch as little of the binary as it can, to stay small in memory.
-    let mut argv = std::env::args_os();
-    if argv.nth(1).as_deref() == Some(std::ffi::OsStr::new(hutch::container::supervisor::MODE)) {
-        let dir = argv.next().unwrap_or_default();
-        hutch::container::supervisor::main(std::path::Path::new(&dir));
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(hutch::container::supervisor::MODE))
+    {
+        hutch::container::supervisor::main();
     }
     let cli = match hutch::cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -2,8 +2,10 @@
 //! options, then (for `run -d`) start it in the background.
 
 use crate::cli::run::{build_spec, parse_size, RunArgs};
+use crate::container::process::ProcId;
 use crate::container::record::{self, LogConfig};
-use crate::container::{supervisor, time, Config, ContainerError, Store};
+use crate::container::{store, supervisor, time, Config, ContainerError, Store};
+use crate::sandbox::{spawn::Exit, Spec};
 
 pub fn create(args: RunArgs) -> anyhow::Result<i32> {
     let (_, config) = create_container(&args)?;
@@ -23,6 +25,61 @@ pub fn run_detached(args: RunArgs) -> anyhow::Result<i32> {
     }
     println!("{}", config.id);
     Ok(0)
+}
+
+/// A container `hutch run` (without `-d`) runs in the foreground.
+pub struct Attached {
+    store: Store,
+    id: String,
+}
+
+/// The Spec for a foreground `run`. A container that is kept (no `--rm`)
+/// is recorded, as Docker does, and shown running with this process as its
+/// supervisor: `stop` and `kill` signal it, and it forwards them.
+pub fn foreground_spec(args: &RunArgs) -> anyhow::Result<(Spec, Option<Attached>)> {
+    let host = args.rootfs.is_none() && args.args.first().is_some_and(|a| a == "host");
+    if args.rm || host {
+        return Ok((build_spec(args)?, None));
+    }
+    let (store, config) = create_container(args)?;
+    let mut c = store.open_locked(&config.id)?;
+    let me = ProcId::me().ok_or_else(|| {
+        ContainerError::io(
+            "cannot read",
+            "/proc/self/stat",
+            std::io::ErrorKind::NotFound.into(),
+        )
+    })?;
+    c.state.started(None, me, time::now());
+    c.save()?;
+    Ok((
+        config.spec,
+        Some(Attached {
+            store,
+            id: config.id,
+        }),
+    ))
+}
+
+impl Attached {
+    /// Record how the foreground run ended.
+    pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
+        let mut c = self.store.open_locked(&self.id)?;
+        match exit {
+            Ok(e) => {
+                let signal = match e {
+                    Exit::Signaled(s) => Some(s),
+                    Exit::Exited(_) => None,
+                };
+                c.state.exited(Some(e.code()), signal, time::now());
+            }
+            Err(reason) => {
+                c.state.exited(None, None, time::now());
+                c.state.error = Some(reason);
+            }
+        }
+        c.save()
+    }
 }
 
 /// Build the Spec and record the container (state `created`).
@@ -54,13 +111,21 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
             }
         }
     }
-    let spec = build_spec(args)?;
-    // Without --stop-signal, the image's StopSignal (else SIGTERM).
+    let mut spec = build_spec(args)?;
+    // --stop-signal, else the image's StopSignal, else SIGTERM.
     let stop_signal = stop_signal.unwrap_or(spec.process.stop_signal);
+    spec.process.stop_signal = stop_signal;
+    // For a kept container of an image, build_spec noted the image's id in
+    // config.json (what `rmi` reads); keep that id rather than the name,
+    // which may be retagged.
+    let noted_image = std::fs::read(store.container_dir(&spec.id).join(store::CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("image")?.as_str().map(String::from));
     let (image, image_display) = match (&args.rootfs, args.args.first()) {
         (Some(dir), _) => (None, dir.display().to_string()),
         (None, Some(host)) if host == "host" => (None, "host".to_string()),
-        (None, Some(image)) => (Some(image.clone()), image.clone()),
+        (None, Some(image)) => (noted_image.or(Some(image.clone())), image.clone()),
         (None, None) => (None, String::new()),
     };
     let mut config = Config {

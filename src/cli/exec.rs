@@ -81,6 +81,12 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<i32> {
         let c = store.open_locked(name).map_err(failed)?;
         match (c.state.status, c.state.init) {
             (Status::Running, Some(init)) => (c.config.spec.clone(), init),
+            (Status::Running, None) => {
+                return Err(failed(format!(
+                    "container {} runs in the foreground of `hutch run` (hint: exec needs a container started with `run -d` or `start`)",
+                    c.config.name
+                )))
+            }
             _ => return Err(failed(ContainerError::NotRunning(c.config.name.clone()))),
         }
     };

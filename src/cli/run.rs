@@ -202,12 +202,20 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     }
     let args = cmd.args;
     let judged = args.limits.wants_report();
-    let started = build_spec(&args)
-        .map_err(anyhow::Error::from)
-        .and_then(|spec| {
-            let io = args.limits.open_io()?;
-            Ok((attach::run_with(&spec, io), spec))
-        });
+    let mut recorded = None;
+    let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, attached)| {
+        recorded = attached;
+        let io = args.limits.open_io()?;
+        Ok((attach::run_with(&spec, io), spec))
+    });
+    if let Some(r) = recorded {
+        let exit = match &started {
+            Ok((Ok(outcome), _)) => Ok(outcome.exit),
+            Ok((Err(e), _)) => Err(e.to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        r.finish(exit)?;
+    }
     match started {
         Ok((Ok(outcome), spec)) => {
             if judged {

@@ -24,16 +24,25 @@ fn live(store: &Store, key: &str) -> R<Option<(Live, String, i32, u64)>> {
     if c.state.status != Status::Running {
         return Ok(None);
     }
-    let Some(init_id) = c.state.init else {
-        return Ok(None);
-    };
-    let Some(init) = init_id.open() else {
-        return Ok(None);
-    };
-    let live = Live {
-        init,
-        supervisor: c.state.supervisor.and_then(|p| p.open()),
-        workload: init_id.first_child(),
+    let live = match (c.state.init, c.state.supervisor.and_then(|p| p.open())) {
+        (Some(init_id), supervisor) => {
+            let Some(init) = init_id.open() else {
+                return Ok(None);
+            };
+            Live {
+                init,
+                supervisor,
+                workload: init_id.first_child(),
+            }
+        }
+        // Run in the foreground: that hutch forwards signals to the
+        // workload, and its death (SIGKILL) ends the sandbox.
+        (None, Some(attached)) => Live {
+            init: attached,
+            supervisor: None,
+            workload: None,
+        },
+        (None, None) => return Ok(None),
     };
     Ok(Some((
         live,

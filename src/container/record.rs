@@ -128,7 +128,11 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         "IO" | "POLL" => libc::SIGIO,
         "PWR" => libc::SIGPWR,
         "SYS" => libc::SIGSYS,
-        _ => return None,
+        _ => {
+            let n = name.strip_prefix("RTMIN+")?.parse::<i32>().ok()?;
+            let sig = libc::SIGRTMIN() + n;
+            return (sig <= libc::SIGRTMAX()).then_some(sig);
+        }
     };
     Some(n)
 }

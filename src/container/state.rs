@@ -72,14 +72,16 @@ impl State {
         force || self.status != Status::Running
     }
 
-    /// created/exited -> running.
-    pub fn started(&mut self, init: ProcId, supervisor: ProcId, at: Nanos) {
+    /// created/exited -> running. `init` is `None` for a container run in
+    /// the foreground (`hutch run` without `-d`): the hutch that runs it is
+    /// its supervisor, and signals for it go there.
+    pub fn started(&mut self, init: Option<ProcId>, supervisor: ProcId, at: Nanos) {
         debug_assert!(self.can_start());
         if self.started_at.is_some() {
             self.restart_count += 1;
         }
         self.status = Status::Running;
-        self.init = Some(init);
+        self.init = init;
         self.supervisor = Some(supervisor);
         self.started_at = Some(at);
         self.finished_at = None;
@@ -135,13 +137,13 @@ mod tests {
         let mut s = State::new();
         assert!(s.can_start() && !s.can_stop() && s.can_remove(false));
         let me = ProcId::me().unwrap();
-        s.started(me, me, 1);
+        s.started(Some(me), me, 1);
         assert!(!s.can_start() && s.can_stop());
         assert!(!s.can_remove(false) && s.can_remove(true));
         assert!(!s.reconcile(2), "a live supervisor is not stale");
         s.exited(Some(0), None, 3);
         assert!(s.can_start() && s.can_remove(false));
-        s.started(me, me, 4);
+        s.started(Some(me), me, 4);
         assert_eq!(s.restart_count, 1);
     }
 
@@ -153,7 +155,7 @@ mod tests {
             pid: me.pid,
             start_time: me.start_time + 1,
         };
-        s.started(gone, gone, 1);
+        s.started(Some(gone), gone, 1);
         assert!(s.reconcile(2));
         assert_eq!(s.status, Status::Exited);
         assert_eq!(s.exit_code, None);

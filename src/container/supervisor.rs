@@ -1,7 +1,8 @@
 //! The supervisor: one small process per running container, as conmon is
 //! to Podman. `hutch start` forks twice (so the supervisor belongs to no
 //! terminal session and no command waits on it) and execs hutch itself in
-//! a hidden mode (`hutch __supervise DIR`), which starts from a fresh,
+//! a hidden mode (`hutch __supervise`, the directory in
+//! `$HUTCH_SUPERVISE_DIR`), which starts from a fresh,
 //! small address space instead of the CLI's.
 //!
 //! The supervisor clones the sandbox, so it is the sandbox init's parent:
@@ -29,6 +30,8 @@ use crate::sandbox::sys;
 
 /// The argument that selects the supervisor mode of the hutch binary.
 pub const MODE: &str = "__supervise";
+/// The environment variable that names the container's directory.
+pub const DIR_ENV: &str = "HUTCH_SUPERVISE_DIR";
 /// The supervisor's end of the report pipe.
 const REPORT_FD: RawFd = 3;
 
@@ -45,7 +48,7 @@ pub fn launch(c: &mut Container) -> Result<(), ContainerError> {
     let report = spawn_supervisor(&dir).and_then(|fd| read_report(&fd));
     match report {
         Ok(Report::Started { init, supervisor }) => {
-            c.state.started(init, supervisor, time::now());
+            c.state.started(Some(init), supervisor, time::now());
             c.save()
         }
         Ok(Report::Failed { reason, code }) => {
@@ -89,7 +92,7 @@ fn read_report(fd: &OwnedFd) -> Result<Report, ContainerError> {
     })
 }
 
-/// Fork, setsid, fork again and exec `hutch __supervise DIR` with the
+/// Fork, setsid, fork again and exec `hutch __supervise` (DIR in its environment) with the
 /// report pipe's write end as fd 3 and /dev/null as stdio. Returns the
 /// report pipe's read end. The caller must be single-threaded.
 fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
@@ -100,16 +103,28 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
         CString::new(b).map_err(|_| fail("bad path", std::io::ErrorKind::InvalidInput.into()))
     };
     let exe_c = c(b"/proc/self/exe")?;
-    let argv_c = [
-        c(b"hutch")?,
-        c(MODE.as_bytes())?,
-        c(dir.as_os_str().as_bytes())?,
-    ];
-    let argv: Vec<*const libc::c_char> = argv_c
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv_c = [c(b"hutch")?, c(MODE.as_bytes())?];
+    // The directory goes in the environment, not argv: the sandbox's init
+    // is a clone of the supervisor, and its command line (world-readable
+    // as /proc/1/cmdline inside) must not tell the workload host paths.
+    let mut env_c = Vec::new();
+    for (k, v) in std::env::vars_os().filter(|(k, _)| k != DIR_ENV) {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        env_c.push(c(&kv)?);
+    }
+    let mut dir_kv = format!("{DIR_ENV}=").into_bytes();
+    dir_kv.extend_from_slice(dir.as_os_str().as_bytes());
+    env_c.push(c(&dir_kv)?);
+    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let argv = ptrs(&argv_c);
+    let envp = ptrs(&env_c);
     let devnull = c(b"/dev/null")?;
     let (report_r, report_w) = sys::pipe().map_err(|e| fail("cannot create a pipe for", e))?;
 
@@ -138,7 +153,7 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
             }
             // dup2 clears close-on-exec on the copy.
             libc::dup2(report_w.as_raw_fd(), REPORT_FD);
-            libc::execv(exe_c.as_ptr(), argv.as_ptr());
+            libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
     }
@@ -149,8 +164,13 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
     Ok(report_r)
 }
 
-/// The supervisor's main: `hutch __supervise DIR`. Never returns.
-pub fn main(dir: &Path) -> ! {
+/// The supervisor's main: `hutch __supervise` with the container's
+/// directory in `$HUTCH_SUPERVISE_DIR`. Never returns.
+pub fn main() -> ! {
+    let dir = PathBuf::from(std::env::var_os(DIR_ENV).unwrap_or_default());
+    // Single-threaded: nothing reads the environment concurrently.
+    std::env::remove_var(DIR_ENV);
+    let dir = dir.as_path();
     // SAFETY: fd 3 was set up by spawn_supervisor and is ours alone.
     let report = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
     // SAFETY: fcntl on our own descriptor.

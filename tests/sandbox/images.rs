@@ -18,10 +18,10 @@ use crate::harness::{chown, hutch, project_dir, scratch, Hutch, User};
 const PLAIN: &str = "127.0.0.1:5790";
 const TLS: &str = "127.0.0.1:5791";
 const AUTH: &str = "127.0.0.1:5792";
-const REGISTRY_DIR: &str = "/tmp/hutch-registry";
+pub const REGISTRY_DIR: &str = "/tmp/hutch-registry";
 
 /// Start the registries and push the test images, once per test run.
-fn registries() {
+pub fn registries() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
         let script = |name: &str, args: &[&str], creds: Option<&str>| {

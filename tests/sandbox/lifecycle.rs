@@ -269,6 +269,12 @@ fn exec_sees_the_same_files_and_processes_and_is_confined() {
         ctx.h(["exec", "box", "cat", "/proc/sys/kernel/hostname"])
             .ok()
     );
+    // The sandbox's pid 1 (a clone of the supervisor) tells no host path.
+    let cmdline = ctx.h(["exec", "box", "cat", "/proc/1/cmdline"]);
+    assert!(
+        !cmdline.ok().contains(ctx.data.to_str().unwrap()),
+        "{cmdline:?}"
+    );
     let map = ctx.h(["exec", "box", "cat", "/proc/self/uid_map"]);
     assert!(map.ok().contains(&User::Sub.uid().to_string()), "{map:?}");
 
@@ -336,6 +342,14 @@ fn a_killed_supervisor_is_noticed() {
     ctx.run_d("orphan", &["sleep", "1000"]);
     let supervisor = pid_of(&ctx, "orphan", ".State.SupervisorPid");
     let init = pid_of(&ctx, "orphan", ".State.Pid");
+    // The supervisor stays small (the bound: 2 MiB resident).
+    let status = std::fs::read_to_string(format!("/proc/{supervisor}/status")).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kib <= 2048, "supervisor RSS {rss_kib} KiB");
     let sup_fd = harness::pidfd(supervisor).unwrap();
     let init_fd = harness::pidfd(init).unwrap();
     // SAFETY: killing the supervisor hutch started (we are root).
@@ -521,4 +535,85 @@ fn a_full_disk_while_logging_is_reported_and_the_container_keeps_running() {
     assert!(logs.stderr.contains("is incomplete"), "{logs:?}");
     assert_eq!(ctx.h(["exec", "flood", "echo", "alive"]).ok(), "alive\n");
     ctx.h(["rm", "-f", "flood"]).ok();
+}
+
+#[test]
+fn the_lifecycle_with_an_image_and_rmi_refusing_while_it_is_used() {
+    crate::images::registries();
+    let ctx = Ctx::new("image");
+    let tar = Path::new(crate::images::REGISTRY_DIR).join("images/busybox.oci.tar");
+    ctx.cmd(["load", "-q", "-i"]).arg_path(&tar).run().ok();
+    let image = "hutch/busybox-oci:latest";
+    let id = ctx
+        .h([
+            "run",
+            "-d",
+            "--pull=never",
+            "--name",
+            "from-image",
+            image,
+            "sh",
+            "-c",
+            "echo hello from the image >> /greeting; cat /greeting; echo ready; exec sleep 1000",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    drop(ctx.wait_ready("from-image", "ready"));
+    let ps = ctx.h(["ps"]);
+    assert!(ps.ok().contains(image), "{ps:?}");
+    // The record names the image, so rmi refuses while the container exists.
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.data.join("containers").join(&id).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(config["image"].as_str().unwrap().len() >= 64, "{config}");
+    ctx.h(["rmi", image])
+        .fails_with(125, "is used by container");
+    ctx.h(["restart", "-t", "0", "from-image"]).ok();
+    assert_eq!(
+        ctx.h(["exec", "from-image", "cat", "/greeting"]).ok(),
+        "hello from the image\nhello from the image\n"
+    );
+    ctx.h(["rm", "-f", "from-image"]).ok();
+    ctx.h(["rmi", image]).ok();
+}
+
+#[test]
+fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
+    let ctx = Ctx::new("foreground");
+    let out = ctx
+        .cmd(["run", "--name", "fg", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["sh", "-c", "echo once >> /runs; cat /runs; exit 4"])
+        .run();
+    assert_eq!(out.code, 4, "{out:?}");
+    assert_eq!(out.stdout, "once\n");
+    assert!(ctx.h(["ps", "-a"]).ok().contains("Exited (4)"));
+    // Started again (in the background, attached to its log) on the same layer.
+    let again = ctx.h(["start", "-a", "fg"]);
+    assert_eq!(again.code, 4, "{again:?}");
+    assert_eq!(again.stdout, "once\nonce\n");
+
+    // A foreground container is stopped through the hutch that runs it.
+    let mut live = ctx
+        .cmd(["run", "--name", "fg2", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo stopping; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .spawn();
+    live.wait_line("ready");
+    assert!(ctx.h(["ps"]).ok().contains("fg2"));
+    ctx.h(["exec", "fg2", "true"])
+        .fails_with(1, "runs in the foreground");
+    ctx.h(["stop", "fg2"]).ok();
+    let out = live.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("stopping"), "{out:?}");
+    assert_eq!(ctx.inspect("fg2", ".State.Status"), "exited");
+    assert_eq!(ctx.inspect("fg2", ".State.ExitCode"), "0");
+    ctx.h(["rm", "fg", "fg2"]).ok();
 }
