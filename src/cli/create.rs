@@ -4,7 +4,7 @@
 use crate::cli::run::{build_spec, parse_size, RunArgs};
 use crate::container::process::ProcId;
 use crate::container::record::{self, LogConfig};
-use crate::container::{store, supervisor, time, Config, ContainerError, Store};
+use crate::container::{supervisor, time, Config, ContainerError, Store};
 use crate::sandbox::{spawn::Exit, Spec};
 
 pub fn create(args: RunArgs) -> anyhow::Result<i32> {
@@ -115,17 +115,18 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
     // --stop-signal, else the image's StopSignal, else SIGTERM.
     let stop_signal = stop_signal.unwrap_or(spec.process.stop_signal);
     spec.process.stop_signal = stop_signal;
-    // For a kept container of an image, build_spec noted the image's id in
-    // config.json (what `rmi` reads); keep that id rather than the name,
-    // which may be retagged.
-    let noted_image = std::fs::read(store.container_dir(&spec.id).join(store::CONFIG))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("image")?.as_str().map(String::from));
+    // Record the image by its id rather than the name, which may be
+    // retagged: `rmi` refuses to remove an image a container uses.
+    let image_id = |name: &str| {
+        crate::image::store::Store::open()
+            .ok()
+            .and_then(|s| s.index().ok())
+            .and_then(|index| index.find(name).map(|r| r.id.to_string()))
+    };
     let (image, image_display) = match (&args.rootfs, args.args.first()) {
         (Some(dir), _) => (None, dir.display().to_string()),
         (None, Some(host)) if host == "host" => (None, "host".to_string()),
-        (None, Some(image)) => (noted_image.or(Some(image.clone())), image.clone()),
+        (None, Some(image)) => (image_id(image).or(Some(image.clone())), image.clone()),
         (None, None) => (None, String::new()),
     };
     let mut config = Config {

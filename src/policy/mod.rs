@@ -95,9 +95,11 @@ pub enum PolicyError {
 
 /// A policy resolved for one run. `unconfined` applies nothing.
 /// Serialisable: a container's record keeps its resolved policy, and the
-/// supervisor and `exec` apply it again from there.
+/// supervisor and `exec` apply it again from there. Reading one back fails
+/// closed: a record that names a policy but carries neither filter (a
+/// truncated or hand-edited record) is refused rather than run unconfined.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(try_from = "StoredPolicy")]
 pub struct Policy {
     pub name: String,
     seccomp: Option<Arc<Compiled>>,
@@ -106,6 +108,50 @@ pub struct Policy {
     pub warnings: Vec<String>,
     /// What the policy enforces, for `hutch policy check`.
     pub report: Vec<String>,
+}
+
+/// A [`Policy`] as read from a container record, before the fail-closed check.
+#[derive(serde::Deserialize)]
+struct StoredPolicy {
+    name: String,
+    #[serde(default)]
+    seccomp: Option<Arc<Compiled>>,
+    #[serde(default)]
+    landlock: Option<Plan>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    report: Vec<String>,
+}
+
+impl TryFrom<StoredPolicy> for Policy {
+    type Error = String;
+
+    fn try_from(p: StoredPolicy) -> Result<Policy, String> {
+        // A filter may only be missing where resolving said so ("seccomp:
+        // none", "landlock: none"), or for `unconfined` itself.
+        let said = |line: &str| p.report.iter().any(|r| r == line);
+        let unconfined = p.name == "unconfined";
+        for (missing, line) in [
+            (p.seccomp.is_none(), "seccomp: none"),
+            (p.landlock.is_none(), "landlock: none"),
+        ] {
+            if missing && !unconfined && !said(line) {
+                return Err(format!(
+                    "the record of policy {:?} lacks its {} filter; refusing to run without it",
+                    p.name,
+                    line.trim_end_matches(": none")
+                ));
+            }
+        }
+        Ok(Policy {
+            name: p.name,
+            seccomp: p.seccomp,
+            landlock: p.landlock,
+            warnings: p.warnings,
+            report: p.report,
+        })
+    }
 }
 
 /// Where a profile comes from.
@@ -516,6 +562,24 @@ pub mod fuzzing {
             }
         }
         parsed
+    }
+}
+
+#[cfg(test)]
+mod stored_policy_tests {
+    use super::*;
+
+    #[test]
+    fn a_record_without_filters_is_refused_unless_unconfined() {
+        assert!(serde_json::from_str::<Policy>(r#"{"name":"default"}"#).is_err());
+        let lifted = r#"{"name":"default","report":["seccomp: none","landlock: none"]}"#;
+        assert!(serde_json::from_str::<Policy>(lifted).is_ok());
+        let resolved = Policy::resolve(&Choice::default()).unwrap();
+        let back: Policy =
+            serde_json::from_str(&serde_json::to_string(&resolved).unwrap()).unwrap();
+        assert_eq!(back.name, resolved.name);
+        let p: Policy = serde_json::from_str(r#"{"name":"unconfined"}"#).unwrap();
+        assert_eq!(p.name, "unconfined");
     }
 }
 
