@@ -391,7 +391,7 @@ mod tests {
             "readonly_root": false, "hostname": "h", "mounts": [],
             "idmap": {"uid_map": [], "gid_map": [], "use_helpers": false, "default_uid": 0, "default_gid": 0},
             "process": {"args": ["sh"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0, "additional_gids": []}, "terminal": false, "stdin": false, "stop_signal": 15},
-            "policy": {"profile": "unconfined"}, "scratch": "/tmp"
+            "policy": {"name": "unconfined"}, "scratch": "/tmp"
         });
         json["network"] = serde_json::to_value(crate::net::NetworkSpec::default()).unwrap();
         let spec: crate::sandbox::Spec = serde_json::from_value(json).unwrap();
