@@ -361,17 +361,7 @@ fn child_main(
 /// Nothing hutch holds (the pidfd, the container's lock) may reach the
 /// command.
 fn close_inherited() -> Result<(), SetupError> {
-    // SAFETY: close_range on integers only marks descriptors close-on-exec.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    sys::check(ret)
-        .map(drop)
+    sys::cloexec_from_3()
         .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))
 }
 

@@ -397,6 +397,21 @@ pub fn start(spec: &NetworkSpec, pid: i32, id: &str) -> Result<Option<NetHelper>
     }
 }
 
+/// `<runtime dir>/<helper>-<id prefix>.<ext>` for each of `exts`: the
+/// helper's socket, FIFO and log, removed when the helper is dropped.
+fn runtime_files<const N: usize>(
+    helper: &'static str,
+    id: &str,
+    exts: [&str; N],
+) -> Result<[std::path::PathBuf; N], NetError> {
+    let runtime = crate::paths::runtime_dir().map_err(|e| NetError::Start {
+        helper,
+        reason: e.to_string(),
+    })?;
+    let short = &id[..id.len().min(16)];
+    Ok(exts.map(|ext| runtime.join(format!("{helper}-{short}.{ext}"))))
+}
+
 /// A helper command that gets SIGKILL when hutch (its parent) dies.
 fn helper_command(program: &str) -> Command {
     let mut cmd = Command::new(program);

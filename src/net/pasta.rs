@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{helper_command, NetError, NetHelper, PortMapping, Proto};
+use super::{helper_command, runtime_files, NetError, NetHelper, PortMapping, Proto};
 use crate::sandbox::sys;
 
 /// The address in the sandbox whose DNS queries pasta forwards to the host's
@@ -28,10 +28,7 @@ pub fn start(
     allow_host_loopback: bool,
     ports: &[PortMapping],
 ) -> Result<NetHelper, NetError> {
-    let runtime = crate::paths::runtime_dir().map_err(|e| fail(e.to_string()))?;
-    let short = &id[..id.len().min(16)];
-    let fifo = runtime.join(format!("pasta-{short}.ready"));
-    let log = runtime.join(format!("pasta-{short}.log"));
+    let [fifo, log] = runtime_files(NAME, id, ["ready", "log"])?;
     let _ = std::fs::remove_file(&fifo);
     // pasta writes its pid file once the namespace is configured, in the
     // foreground too. A FIFO as the pid file turns that into a ready signal,

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 
-use super::{helper_command, NetError, NetHelper, PortMapping, Proto};
+use super::{helper_command, runtime_files, NetError, NetHelper, PortMapping, Proto};
 use crate::sandbox::sys;
 
 /// slirp4netns's built-in DNS forwarder and the sandbox's own address.
@@ -44,10 +44,7 @@ pub fn start(
     allow_host_loopback: bool,
     ports: &[PortMapping],
 ) -> Result<NetHelper, NetError> {
-    let runtime = crate::paths::runtime_dir().map_err(|e| fail(e.to_string()))?;
-    let short = &id[..id.len().min(16)];
-    let api = runtime.join(format!("slirp-{short}.sock"));
-    let log = runtime.join(format!("slirp-{short}.log"));
+    let [api, log] = runtime_files(NAME, id, ["sock", "log"])?;
     let _ = std::fs::remove_file(&api);
     let (ready_r, ready_w) = inheritable_pipe(false)?;
     let (exit_r, exit_w) = inheritable_pipe(true)?;

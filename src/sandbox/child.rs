@@ -153,16 +153,7 @@ fn stdio(fds: ChildFds) -> Result<(), SetupError> {
     }
     // Nothing else hutch's caller left open may reach the workload: an
     // inherited directory descriptor would be a way out of the new root.
-    // SAFETY: close_range on integers; marking close-on-exec touches no memory.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    sys::check(ret)
+    sys::cloexec_from_3()
         .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
     Ok(())
 }
