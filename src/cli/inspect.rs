@@ -78,6 +78,16 @@ pub fn document(c: &Container) -> Value {
                 "Mode": size.map(|s| format!("size={s}")).unwrap_or_default(), "RW": true,
                 "Propagation": "",
             }),
+            Mount::Flagged {
+                fstype,
+                source,
+                destination,
+                flags,
+                ..
+            } => json!({
+                "Type": fstype, "Source": source, "Destination": destination,
+                "RW": flags & libc::MS_RDONLY == 0, "Propagation": "rprivate",
+            }),
         })
         .collect();
     let upper = match &spec.upper {

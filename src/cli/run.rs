@@ -389,6 +389,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id)?,
         scratch: paths::scratch_dir()?,
+        advanced: Default::default(),
     })
 }
 

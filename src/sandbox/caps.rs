@@ -3,7 +3,9 @@
 //! The workload runs as root of its own user namespace, which holds a full
 //! set of capabilities over the sandbox's namespaces. All of them go: the
 //! bounding set (so no exec can regain one), the ambient set, and the
-//! effective, permitted and inheritable sets.
+//! effective, permitted and inheritable sets, unless the Spec keeps some
+//! (`Advanced::capabilities`, from an OCI config's `process.capabilities`):
+//! those stay in every set, ambient too, and nothing else does.
 
 use std::io;
 
@@ -35,7 +37,12 @@ pub fn last_cap() -> u32 {
 
 /// Empty the bounding set. Needs CAP_SETPCAP, so it runs before setuid.
 pub fn drop_bounding(last: u32) -> io::Result<()> {
-    for cap in 0..=last {
+    drop_bounding_except(last, &[])
+}
+
+/// Empty the bounding set but for `keep`.
+pub fn drop_bounding_except(last: u32, keep: &[u32]) -> io::Result<()> {
+    for cap in (0..=last).filter(|c| !keep.contains(c)) {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
             Ok(()) => {}
             // A capability the running kernel does not know is not there to drop.
@@ -48,6 +55,12 @@ pub fn drop_bounding(last: u32) -> io::Result<()> {
 
 /// Empty the ambient, effective, permitted and inheritable sets.
 pub fn clear_all() -> io::Result<()> {
+    set_only(&[])
+}
+
+/// Make `keep` the effective, permitted, inheritable and ambient sets (so
+/// they survive exec even for a non-root uid); every other capability goes.
+pub fn set_only(keep: &[u32]) -> io::Result<()> {
     sys::prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -56,9 +69,29 @@ pub fn clear_all() -> io::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData::default(); 2];
+    let mut data = [CapData::default(); 2];
+    for &cap in keep.iter().filter(|&&c| c < 64) {
+        let word = &mut data[(cap / 32) as usize];
+        let bit = 1u32 << (cap % 32);
+        word.effective |= bit;
+        word.permitted |= bit;
+        word.inheritable |= bit;
+    }
     // SAFETY: header and data are laid out as the kernel's v3 capability
     // structs (one header, two data words) and live for the whole call.
     sys::check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
+    for &cap in keep {
+        // SAFETY: prctl with integer arguments only.
+        let ret = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        sys::check(ret as libc::c_long)?;
+    }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::caps;
@@ -20,7 +21,7 @@ use super::console;
 use super::error::{SetupError, EXIT_CANNOT_INVOKE, EXIT_HUTCH, EXIT_NOT_FOUND};
 use super::init;
 use super::rootfs;
-use super::spec::{Spec, DEFAULT_PATH};
+use super::spec::{Namespace, Spec, DEFAULT_PATH};
 use super::sys;
 
 /// The descriptors the child works with (all inherited across clone).
@@ -60,9 +61,12 @@ pub fn report_and_exit(fd: RawFd, err: &SetupError) -> ! {
 
 fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     // 0. Die with hutch: if it is killed, the kernel kills pid 1 and with
-    //    it the whole pid namespace.
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| SetupError::io("cannot set the parent-death signal", None, &e))?;
+    //    it the whole pid namespace. (Not when the sandbox is meant to
+    //    outlive its starter, as an OCI runtime's `create` does.)
+    if !spec.advanced.outlive_caller {
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+            .map_err(|e| SetupError::io("cannot set the parent-death signal", None, &e))?;
+    }
 
     // 1. Wait until the parent has written our uid and gid maps.
     let mut byte = [0u8; 1];
@@ -78,7 +82,13 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
 
     stdio(fds)?;
 
-    if spec.network.private_namespace() {
+    // The start gate lives on the host: open it before the root changes.
+    let gate = match &spec.advanced.start_gate {
+        Some(p) => Some(open_gate(p)?),
+        None => None,
+    };
+
+    if spec.network.private_namespace() && spec.advanced.creates(Namespace::Network) {
         // As Docker does: any port may be bound inside the sandbox's own
         // network namespace, even without capabilities. This /proc/sys
         // file belongs to the netns we are in, not the host's.
@@ -95,9 +105,12 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     //      volumes, /proc, /dev, /sys, pivot_root, masked paths.
     rootfs::build(spec)?;
 
-    // 5. Identity and network of the sandbox.
-    set_hostname(&spec.hostname)?;
-    if spec.network.private_namespace() {
+    // 5. Identity and network of the sandbox. (An empty hostname keeps
+    //    the uts namespace's own, which may be shared.)
+    if !spec.hostname.is_empty() {
+        set_hostname(&spec.hostname)?;
+    }
+    if spec.network.private_namespace() && spec.advanced.creates(Namespace::Network) {
         loopback_up()?;
     }
 
@@ -107,6 +120,11 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     } else {
         None
     };
+
+    if spec.advanced.workload_is_pid1 {
+        // No init: this process confines itself and becomes the workload.
+        return exec_workload_gated(spec, slave.as_ref(), gate.map(|fd| (fd, fds.error)));
+    }
 
     // 6. Fork the workload; this process stays as its pid 1.
     // SAFETY: the child is single-threaded (clone copied only the calling
@@ -120,13 +138,15 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         ));
     }
     if pid == 0 {
-        let err = match exec_workload(spec, slave.as_ref()) {
+        let gate = gate.map(|fd| (fd, fds.error));
+        let err = match exec_workload_gated(spec, slave.as_ref(), gate) {
             Ok(never) => match never {},
             Err(e) => e,
         };
         report_and_exit(fds.error, &err);
     }
     drop(slave);
+    drop(gate);
     // init reads and writes nothing of the user's: its stdio (the user's
     // terminal with -t) goes, so nothing in the sandbox can reach it there.
     let null = std::fs::OpenOptions::new()
@@ -207,10 +227,32 @@ fn on_ptmx() -> Option<String> {
     Some("/dev/ptmx".into())
 }
 
+/// Open the start gate FIFO read-write: opening does not block, and a read
+/// blocks until the releasing byte arrives (never EOF: we are a writer too).
+fn open_gate(path: &Path) -> Result<OwnedFd, SetupError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| SetupError::io("cannot open the start gate", Some(path.display().to_string()), &e))
+}
+
 /// The workload's last steps: confine, then exec. Seccomp goes on last.
 /// `hutch exec` runs the same steps in a joined container, so a process it
 /// starts is confined exactly as the workload is.
 pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible, SetupError> {
+    exec_workload_gated(spec, slave, None)
+}
+
+/// [`exec_workload`], waiting on a start gate before seccomp and exec when
+/// one is given with the error pipe: `(gate, error pipe)`.
+fn exec_workload_gated(
+    spec: &Spec,
+    slave: Option<&OwnedFd>,
+    gate: Option<(OwnedFd, RawFd)>,
+) -> Result<Infallible, SetupError> {
     let proc = &spec.process;
     reset_signals();
     // SAFETY: setsid takes no arguments; the workload leads its own session,
@@ -226,6 +268,14 @@ pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible,
     let argv = cstrings(&proc.args)?;
     let envp = cstrings(&proc.env)?;
 
+    if let Some(adj) = spec.advanced.oom_score_adj {
+        // Before Landlock, which may not let /proc be written.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            SetupError::io("cannot set oom_score_adj", Some(adj.to_string()), &e)
+                .hint("lowering it needs CAP_SYS_RESOURCE on the host")
+        })?;
+    }
+
     // Resource limits of this process and everything it starts; lowering
     // needs no privilege, so they also hold after setuid.
     for r in &spec.limits.rlimits {
@@ -240,10 +290,16 @@ pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible,
         .map_err(|e| SetupError::msg("cannot apply the Landlock policy", e.to_string()))?;
 
     // 7. Capabilities, user, no_new_privs.
-    caps::drop_bounding(caps::last_cap())
+    let keep = &spec.advanced.capabilities;
+    caps::drop_bounding_except(caps::last_cap(), keep)
         .map_err(|e| SetupError::io("cannot drop the capability bounding set", None, &e))?;
+    if !keep.is_empty() {
+        // Keep the permitted set across a switch to a non-root uid.
+        sys::prctl(libc::PR_SET_KEEPCAPS, 1)
+            .map_err(|e| SetupError::io("cannot keep capabilities", None, &e))?;
+    }
     switch_user(spec)?;
-    caps::clear_all().map_err(|e| SetupError::io("cannot drop capabilities", None, &e))?;
+    caps::set_only(keep).map_err(|e| SetupError::io("cannot set capabilities", None, &e))?;
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
         .map_err(|e| SetupError::io("cannot set no_new_privs", None, &e))?;
 
@@ -255,12 +311,46 @@ pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible,
         )
         .code(EXIT_CANNOT_INVOKE)
     })?;
+    if let Some(mask) = spec.advanced.umask {
+        // SAFETY: umask takes and returns plain integers.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
     let program = resolve_program(&proc.args[0], &proc.env)?;
     let program = sys::cstr(&program).map_err(|e| SetupError::io("bad command", None, &e))?;
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
 
-    // 8. Seccomp, the very last step.
+    // Created state: everything is set up; whoever started us returns now
+    // (EOF on the error pipe) and the workload waits to be released. A
+    // failure from here on is said on the workload's stderr.
+    if let Some((gate, error)) = gate {
+        // SAFETY: dup3 onto the error pipe's number closes our end of it
+        // (the starter sees EOF) and keeps the number valid for reports.
+        let ret = unsafe { libc::dup3(2, error, libc::O_CLOEXEC) };
+        sys::check(ret as libc::c_long)
+            .map_err(|e| SetupError::io("cannot leave the error pipe", None, &e))?;
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: reading one byte into a valid one-byte buffer.
+            let n = unsafe { libc::read(gate.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if n == 0 || e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(SetupError::io("cannot wait on the start gate", None, &e));
+            }
+        }
+        drop(gate);
+    }
+
+    // 8. Seccomp, the very last step. A second filter goes on first: the
+    //    policy's may not allow seccomp(2) itself.
+    if let Some(extra) = &spec.advanced.extra_seccomp {
+        extra
+            .apply_seccomp()
+            .map_err(|e| SetupError::msg("cannot apply the second seccomp filter", e.to_string()))?;
+    }
     spec.policy
         .apply_seccomp()
         .map_err(|e| SetupError::msg("cannot apply the seccomp policy", e.to_string()))?;
@@ -302,7 +392,10 @@ fn switch_user(spec: &Spec) -> Result<(), SetupError> {
         )
         .hint("the id is not mapped in this user namespace; use --userns=auto with a subuid range")
     };
-    if spec.idmap.use_helpers {
+    // Supplementary groups may be set where newgidmap installed the map or
+    // in a user namespace the sandbox did not make (setgroups is allowed
+    // there unless its maker denied it, and then this fails closed).
+    if spec.idmap.use_helpers || !spec.advanced.creates(super::spec::Namespace::User) {
         // SAFETY: the slice outlives the call and its length is passed.
         let ret = unsafe { libc::setgroups(u.additional_gids.len(), u.additional_gids.as_ptr()) };
         sys::check(ret as libc::c_long).map_err(unmapped)?;

@@ -103,16 +103,29 @@ pub fn build(spec: &Spec) -> R<()> {
             }
             merged
         }
+        RootSource::Path(dir) => {
+            let merged = scratch.join("root");
+            mkdir(&merged, 0o755)?;
+            let target = open_dir(&merged)?;
+            bind(dir, &target, false)
+                .map_err(|e| SetupError::io("cannot bind the root filesystem", on(dir), &e))?;
+            merged
+        }
     };
 
     let root = open_dir(&new_root)?;
-    etc_files(&root, spec)?;
-    for m in &spec.mounts {
-        volume(&root, m)?;
+    if !spec.advanced.no_etc_files {
+        etc_files(&root, spec)?;
     }
     proc_fs(&root)?;
     dev(&root, spec.process.terminal)?;
     sys_fs(&root)?;
+    // Volumes last, in their order: one under /dev or /sys (an OCI
+    // config's /dev/mqueue, /dev/shm, /sys/fs/cgroup) lands on top of the
+    // filesystems above rather than under them.
+    for m in &spec.mounts {
+        volume(&root, m)?;
+    }
     // The workdir must exist, as Docker creates it; created as root so the
     // user needs no write access to its parent.
     ensure_dir(&root, &spec.process.cwd)?;
@@ -127,11 +140,18 @@ pub fn build(spec: &Spec) -> R<()> {
         .map_err(|e| SetupError::io("cannot detach the old root", None, &e))?;
     std::env::set_current_dir("/").map_err(|e| SetupError::io("cannot chdir", on("/"), &e))?;
 
-    for p in MASKED_PATHS {
-        mask(Path::new(p))?;
+    // Kernel parameters of the sandbox's own namespaces, while /proc/sys
+    // is still writable.
+    for (key, value) in &spec.advanced.sysctl {
+        sysctl(key, value)?;
     }
-    for p in READONLY_PATHS {
-        readonly_bind(Path::new(p))?;
+    let extra_masked = spec.advanced.masked_paths.iter().map(PathBuf::as_path);
+    for p in MASKED_PATHS.iter().map(Path::new).chain(extra_masked) {
+        mask(p)?;
+    }
+    let extra_readonly = spec.advanced.readonly_paths.iter().map(PathBuf::as_path);
+    for p in READONLY_PATHS.iter().map(Path::new).chain(extra_readonly) {
+        readonly_bind(p)?;
     }
     if spec.readonly_root {
         sys::mount(
@@ -376,8 +396,74 @@ fn bind_with(source: &Path, target: &OwnedFd, set: u64) -> io::Result<()> {
     sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
 }
 
+/// Write one namespaced kernel parameter (`net.ipv4.ping_group_range`).
+fn sysctl(key: &str, value: &str) -> R<()> {
+    if key.is_empty() || key.split('.').any(|c| c.is_empty() || c == "..") || key.contains('/') {
+        return Err(SetupError::msg("invalid sysctl", format!("{key:?}")));
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|e| {
+        SetupError::io("cannot set sysctl", Some(key.to_string()), &e)
+            .hint("only namespaced parameters can be set, and only in a namespace of the sandbox's own")
+    })
+}
+
+/// `MS_*` flags as `MOUNT_ATTR_*` bits for mount_setattr(2).
+fn mount_attrs(flags: u64) -> u64 {
+    let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if flags & libc::MS_RDONLY != 0 {
+        set |= sys::MOUNT_ATTR_RDONLY;
+    }
+    if flags & libc::MS_NOEXEC != 0 {
+        set |= sys::MOUNT_ATTR_NOEXEC;
+    }
+    set
+}
+
 fn volume(root: &OwnedFd, m: &Mount) -> R<()> {
     match m {
+        Mount::Flagged {
+            fstype,
+            source,
+            destination,
+            flags,
+            recursive,
+            data,
+        } if fstype == "bind" => {
+            let target = ensure_target(root, destination, source.is_dir())?;
+            let fail = |e: io::Error| {
+                SetupError::io(
+                    "cannot bind-mount",
+                    Some(format!("{} on {}", source.display(), destination.display())),
+                    &e,
+                )
+            };
+            if !data.is_empty() {
+                return Err(fail(io::Error::from_raw_os_error(libc::EINVAL)));
+            }
+            let tree = sys::open_tree(source, *recursive).map_err(fail)?;
+            sys::mount_setattr(tree.as_raw_fd(), mount_attrs(*flags), 0).map_err(fail)?;
+            sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd()).map_err(fail)
+        }
+        Mount::Flagged {
+            fstype,
+            source,
+            destination,
+            flags,
+            data,
+            ..
+        } => {
+            let target = ensure_target(root, destination, true)?;
+            let source = source.to_string_lossy();
+            sys::mount(
+                Some(&source),
+                Path::new(&sys::fd_path(&target)),
+                Some(fstype),
+                *flags | libc::MS_NOSUID | libc::MS_NODEV,
+                (!data.is_empty()).then_some(data.as_str()),
+            )
+            .map_err(|e| SetupError::io(format!("cannot mount {fstype}"), on(destination), &e))
+        }
         Mount::Bind {
             source,
             destination,

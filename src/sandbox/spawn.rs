@@ -8,7 +8,7 @@ use super::child::{self, ChildFds};
 use super::console;
 use super::error::{SandboxError, SetupError};
 use super::init;
-use super::spec::Spec;
+use super::spec::{Namespace, Spec};
 use super::sys;
 
 /// The descriptors that become the workload's fd 0, 1 and 2.
@@ -59,13 +59,50 @@ pub struct Running {
     pub net: Option<crate::net::NetHelper>,
 }
 
-const NAMESPACES: u64 = (libc::CLONE_NEWUSER
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP) as u64;
+/// The clone flags of the namespaces the sandbox gets new: all of them,
+/// but for those the Spec shares or joins, and the network namespace when
+/// the network is the host's.
+fn new_namespaces(spec: &Spec) -> u64 {
+    let mut flags = 0u64;
+    for ns in Namespace::ALL {
+        if spec.advanced.creates(ns) {
+            flags |= ns.clone_flag() as u64;
+        }
+    }
+    if !spec.network.private_namespace() {
+        flags &= !(libc::CLONE_NEWNET as u64);
+    }
+    flags
+}
+
+/// Join the namespaces the Spec names by path, the user namespace first
+/// (it grants the right to join the others). Done in the starting process
+/// before the clone, so the child is born in them.
+fn join_namespaces(spec: &Spec) -> Result<(), SandboxError> {
+    let adv = &spec.advanced;
+    if !adv.creates(Namespace::Mount) {
+        return Err(SandboxError::Invalid(
+            "the mount namespace cannot be shared or joined: the sandbox builds its root in a new one".into(),
+        ));
+    }
+    let mut joins: Vec<&(Namespace, std::path::PathBuf)> = adv.join.iter().collect();
+    joins.sort_by_key(|(ns, _)| *ns != Namespace::User);
+    for (ns, path) in joins {
+        let f = std::fs::File::open(path)
+            .map_err(|e| SandboxError::io("cannot open namespace", path.display(), e))?;
+        // SAFETY: setns with an open descriptor and the namespace type it
+        // must be; the caller is single-threaded.
+        let ret = unsafe { libc::setns(f.as_raw_fd(), ns.clone_flag()) };
+        sys::check(ret as libc::c_long).map_err(|e| {
+            SandboxError::io(
+                "cannot join namespace",
+                format!("{} {}", ns.name(), path.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
 
 #[repr(C)]
 #[derive(Default)]
@@ -100,14 +137,13 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         None
     };
 
+    join_namespaces(spec)?;
+
     let set = init::blocked_set();
     // SAFETY: blocking signals in this (single) thread with an initialised set.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
-    let mut namespaces = NAMESPACES;
-    if !spec.network.private_namespace() {
-        namespaces &= !(libc::CLONE_NEWNET as u64);
-    }
+    let namespaces = new_namespaces(spec);
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
         flags: namespaces | libc::CLONE_PIDFD as u64,
@@ -159,9 +195,11 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         net: None,
     };
 
-    if let Err(e) = spec.idmap.apply(pid) {
-        running.kill_and_reap();
-        return Err(e.into());
+    if spec.advanced.creates(Namespace::User) {
+        if let Err(e) = spec.idmap.apply(pid) {
+            running.kill_and_reap();
+            return Err(e.into());
+        }
     }
     // Into the sandbox's cgroup before anything runs, so every process the
     // workload ever makes is counted and limited.

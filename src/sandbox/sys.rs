@@ -56,7 +56,14 @@ struct OpenHow {
 
 /// `open_tree(2)`: a detached copy of the mount tree at `path` (recursive).
 pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    open_tree(path, true)
+}
+
+/// `open_tree(2)`: a detached copy of the mount at `path`, with the mounts
+/// below it when `recursive`.
+pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
+    let recursive = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the
     // kernel returns a new fd that we take ownership of.
     let fd = check(unsafe {
@@ -64,7 +71,7 @@ pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | recursive,
         )
     })?;
     // SAFETY: the kernel just handed us this descriptor and nobody else owns it.
