@@ -8,4 +8,5 @@ pub mod image;
 pub mod net;
 pub mod paths;
 pub mod policy;
+pub mod runtime;
 pub mod sandbox;

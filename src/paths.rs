@@ -18,7 +18,7 @@ pub enum PathsError {
     NoHome,
 }
 
-fn uid() -> u32 {
+pub fn uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
 }

@@ -236,7 +236,13 @@ fn open_gate(path: &Path) -> Result<OwnedFd, SetupError> {
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map(OwnedFd::from)
-        .map_err(|e| SetupError::io("cannot open the start gate", Some(path.display().to_string()), &e))
+        .map_err(|e| {
+            SetupError::io(
+                "cannot open the start gate",
+                Some(path.display().to_string()),
+                &e,
+            )
+        })
 }
 
 /// The workload's last steps: confine, then exec. Seccomp goes on last.
@@ -347,9 +353,9 @@ fn exec_workload_gated(
     // 8. Seccomp, the very last step. A second filter goes on first: the
     //    policy's may not allow seccomp(2) itself.
     if let Some(extra) = &spec.advanced.extra_seccomp {
-        extra
-            .apply_seccomp()
-            .map_err(|e| SetupError::msg("cannot apply the second seccomp filter", e.to_string()))?;
+        extra.apply_seccomp().map_err(|e| {
+            SetupError::msg("cannot apply the second seccomp filter", e.to_string())
+        })?;
     }
     spec.policy
         .apply_seccomp()

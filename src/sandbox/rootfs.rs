@@ -403,8 +403,9 @@ fn sysctl(key: &str, value: &str) -> R<()> {
     }
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
     std::fs::write(&path, value).map_err(|e| {
-        SetupError::io("cannot set sysctl", Some(key.to_string()), &e)
-            .hint("only namespaced parameters can be set, and only in a namespace of the sandbox's own")
+        SetupError::io("cannot set sysctl", Some(key.to_string()), &e).hint(
+            "only namespaced parameters can be set, and only in a namespace of the sandbox's own",
+        )
     })
 }
 

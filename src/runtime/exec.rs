@@ -1,0 +1,189 @@
+//! `exec [--process FILE | ARGS...] [--detach] [--pid-file FILE]
+//! [--console-socket SOCK] ID`: run another process in a running
+//! container, confined exactly as its first process
+//! (`child::exec_workload`: the same Landlock and seccomp, capabilities,
+//! no_new_privs).
+//!
+//! The container's namespaces are joined only if they are still the ones
+//! recorded at create (the first process is untrusted and could have moved
+//! into namespaces of its own making).
+
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use super::bundle;
+use super::log::Logger;
+use super::state::{Container, Root, Status};
+use super::{RuntimeError, R};
+use crate::container::store::write_atomic;
+use crate::sandbox::error::SetupError;
+use crate::sandbox::spawn::Exit;
+use crate::sandbox::{child, console, sys, SandboxError};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The process to run, as config.json's `process` object.
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs; its parent becomes the caller's subreaper.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long, value_name = "SOCK")]
+    pub console_socket: Option<PathBuf>,
+    /// Without --process: allocate a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Without --process: the working directory.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Without --process: KEY=VALUE added to the container's environment.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    pub id: String,
+    /// Without --process: the command.
+    #[arg(trailing_var_arg = true)]
+    pub command: Vec<String>,
+}
+
+pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
+    let c = Container::open(root, &args.id)?;
+    let record = c.load()?;
+    let mut spec = c.load_spec()?;
+    let status = record.status();
+    if status != Status::Running {
+        return Err(RuntimeError::WrongState {
+            id: args.id.clone(),
+            status: status.name(),
+            need: "not running (hint: exec needs a started container)",
+        });
+    }
+    let target = record.pidfd().ok_or(RuntimeError::WrongState {
+        id: args.id.clone(),
+        status: Status::Stopped.name(),
+        need: "not running",
+    })?;
+    match &args.process {
+        Some(file) => {
+            let text = std::fs::read(file)
+                .map_err(|e| RuntimeError::io("cannot read", file.display(), e))?;
+            let de = &mut serde_json::Deserializer::from_slice(&text);
+            let p: bundle::Process = serde_path_to_error::deserialize(de).map_err(|e| {
+                RuntimeError::config(format!("process.{}", e.path()), e.into_inner().to_string())
+            })?;
+            bundle::apply_process(&mut spec, &p)?;
+        }
+        None => {
+            if args.command.is_empty() {
+                return Err(RuntimeError::Refused(
+                    "exec needs --process FILE or a command".into(),
+                ));
+            }
+            spec.process.args = args.command.clone();
+            spec.process.env.extend(args.env.iter().cloned());
+            if let Some(d) = &args.cwd {
+                spec.process.cwd = d.clone();
+            }
+            spec.process.terminal = args.tty;
+        }
+    }
+    if spec.process.terminal && args.console_socket.is_none() {
+        return Err(RuntimeError::config(
+            "process.terminal",
+            "a terminal needs --console-socket to hand its master to",
+        ));
+    }
+    spec.advanced.start_gate = None;
+
+    let namespaces = record.namespaces.open_checked(target.pid())?;
+    namespaces.join().map_err(|e| {
+        RuntimeError::io(
+            "cannot join the namespaces of",
+            format!("container {}", args.id),
+            e,
+        )
+    })?;
+    let pair = if spec.process.terminal {
+        Some(
+            console::open_inside()
+                .map_err(|e| RuntimeError::io("cannot open", "/dev/ptmx in the container", e))?,
+        )
+    } else {
+        None
+    };
+    if let (Some(p), Some(sock)) = (&pair, &args.console_socket) {
+        super::create::send_console(sock, p.master.as_raw_fd())?;
+    }
+    let pid = fork_confined(&spec, pair.as_ref().map(|p| &p.slave))?;
+    drop(pair);
+    if let Some(f) = &args.pid_file {
+        write_atomic(f, pid.to_string().as_bytes())?;
+    }
+    logger.debug(&format!("exec in {}: pid {pid}", args.id));
+    if args.detach {
+        return Ok(0);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(Exit::from_wait_status(status).code());
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(RuntimeError::io(
+                "cannot wait for",
+                format!("process {pid}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+}
+
+/// Fork the process; it confines itself and execs, or says why not.
+fn fork_confined(spec: &crate::sandbox::Spec, slave: Option<&OwnedFd>) -> R<i32> {
+    let (err_r, err_w) =
+        sys::pipe().map_err(|e| RuntimeError::io("cannot create", "an error pipe", e))?;
+    // SAFETY: fork in a single-threaded process; the child confines itself
+    // and execs or reports and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(RuntimeError::io(
+            "cannot fork",
+            "the exec process",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(err_r);
+        let err = match child_main(spec, slave) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        child::report_and_exit(err_w.as_raw_fd(), &err);
+    }
+    drop(err_w);
+    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
+        .map_err(|e| RuntimeError::io("cannot read", "the error pipe", e))?;
+    if !report.is_empty() {
+        let mut status = 0;
+        // SAFETY: reaping our own child, which has exited.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
+            SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
+        });
+        return Err(SandboxError::from(err).into());
+    }
+    Ok(pid)
+}
+
+fn child_main(
+    spec: &crate::sandbox::Spec,
+    slave: Option<&OwnedFd>,
+) -> Result<Infallible, SetupError> {
+    sys::cloexec_from_3()
+        .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
+    child::exec_workload(spec, slave)
+}

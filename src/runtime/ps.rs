@@ -1,0 +1,30 @@
+//! `ps ID [--format json]`: the pids of a container's processes.
+
+use super::state::{Container, Root};
+use super::R;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// table or json (a JSON array of pids, as runc prints)
+    #[arg(long, short = 'f', default_value = "table")]
+    pub format: String,
+    pub id: String,
+}
+
+pub fn ps(root: &Root, args: &Args) -> R<i32> {
+    let c = Container::open(root, &args.id)?;
+    let record = c.load()?;
+    let pids = match record.pidfd() {
+        Some(p) => super::kill::in_pid_namespace_of(p.pid()),
+        None => vec![],
+    };
+    if args.format == "json" {
+        println!("{}", serde_json::json!(pids));
+    } else {
+        println!("PID");
+        for p in pids {
+            println!("{p}");
+        }
+    }
+    Ok(0)
+}
