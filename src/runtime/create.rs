@@ -147,8 +147,14 @@ fn make_fifo(path: &Path) -> R<()> {
 
 /// Hand the pty master to the caller's console socket, as runc does.
 pub fn send_console(sock: &Path, master: i32) -> R<()> {
-    let stream = UnixStream::connect(sock)
-        .map_err(|e| RuntimeError::io("cannot connect to the console socket", sock.display(), e))?;
+    let (stream, sock) = connect_console(sock)?;
     console::send_fd(stream.as_raw_fd(), master)
         .map_err(|e| RuntimeError::io("cannot send the terminal to", sock.display(), e))
+}
+
+/// Connect to the caller's console socket (before any namespace hides it).
+pub fn connect_console(sock: &Path) -> R<(UnixStream, PathBuf)> {
+    let stream = UnixStream::connect(sock)
+        .map_err(|e| RuntimeError::io("cannot connect to the console socket", sock.display(), e))?;
+    Ok((stream, sock.to_path_buf()))
 }

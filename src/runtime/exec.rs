@@ -10,13 +10,12 @@
 
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::bundle;
 use super::log::Logger;
 use super::state::{Container, Root, Status};
 use super::{RuntimeError, R};
-use crate::container::store::write_atomic;
 use crate::sandbox::error::SetupError;
 use crate::sandbox::spawn::Exit;
 use crate::sandbox::{child, console, sys, SandboxError};
@@ -97,6 +96,13 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
     }
     spec.advanced.start_gate = None;
 
+    // Host paths are reached before the container's mount namespace hides
+    // them: the pid file's directory and the console socket.
+    let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
+    let console_stream = match &args.console_socket {
+        Some(sock) => Some(super::create::connect_console(sock)?),
+        None => None,
+    };
     let namespaces = record.namespaces.open_checked(target.pid())?;
     namespaces.join().map_err(|e| {
         RuntimeError::io(
@@ -113,13 +119,14 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
     } else {
         None
     };
-    if let (Some(p), Some(sock)) = (&pair, &args.console_socket) {
-        super::create::send_console(sock, p.master.as_raw_fd())?;
+    if let (Some(p), Some((stream, sock))) = (&pair, &console_stream) {
+        console::send_fd(stream.as_raw_fd(), p.master.as_raw_fd())
+            .map_err(|e| RuntimeError::io("cannot send the terminal to", sock.display(), e))?;
     }
     let pid = fork_confined(&spec, pair.as_ref().map(|p| &p.slave))?;
     drop(pair);
-    if let Some(f) = &args.pid_file {
-        write_atomic(f, pid.to_string().as_bytes())?;
+    if let Some(f) = &pid_file {
+        f.write(pid)?;
     }
     logger.debug(&format!("exec in {}: pid {pid}", args.id));
     if args.detach {
@@ -139,6 +146,67 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
                 std::io::Error::last_os_error(),
             ));
         }
+    }
+}
+
+/// A pid file whose directory was opened on the host, written atomically
+/// (temp file and rename within that directory) from anywhere.
+struct PidFile {
+    dir: std::fs::File,
+    name: std::ffi::CString,
+    shown: PathBuf,
+}
+
+impl PidFile {
+    fn open(path: &Path) -> R<PidFile> {
+        let bad = |e| RuntimeError::io("cannot open the directory of", path.display(), e);
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = std::fs::File::open(parent).map_err(bad)?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| bad(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let name = sys::cstr(Path::new(name)).map_err(bad)?;
+        Ok(PidFile {
+            dir,
+            name,
+            shown: path.to_path_buf(),
+        })
+    }
+
+    fn write(&self, pid: i32) -> R<()> {
+        let fail = |e| RuntimeError::io("cannot write", self.shown.display(), e);
+        let mut tmp = self.name.as_bytes().to_vec();
+        tmp.splice(0..0, b".".iter().copied());
+        tmp.extend_from_slice(format!(".tmp.{}", std::process::id()).as_bytes());
+        let tmp = std::ffi::CString::new(tmp)
+            .map_err(|_| fail(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        // SAFETY: an open directory fd and a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                tmp.as_ptr(),
+                libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )
+        };
+        let fd = sys::check(fd as libc::c_long).map_err(fail)?;
+        // SAFETY: a fresh descriptor owned by nobody else.
+        let f = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        sys::write_all(f.as_raw_fd(), pid.to_string().as_bytes()).map_err(fail)?;
+        drop(f);
+        // SAFETY: both names are valid C strings relative to an open directory.
+        let ret = unsafe {
+            libc::renameat(
+                self.dir.as_raw_fd(),
+                tmp.as_ptr(),
+                self.dir.as_raw_fd(),
+                self.name.as_ptr(),
+            )
+        };
+        sys::check(ret as libc::c_long).map(drop).map_err(fail)
     }
 }
 
