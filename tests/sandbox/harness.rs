@@ -101,6 +101,22 @@ pub fn hutch_bin() -> &'static Path {
     })
 }
 
+/// The `hutch-runtime` release binary, copied beside [`hutch_bin`].
+pub fn runtime_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        assert_root();
+        let dir = fixtures_dir().join("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let dst = dir.join("hutch-runtime");
+        let tmp = dir.join(format!("hutch-runtime.{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_hutch-runtime"), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
+        dst
+    })
+}
+
 /// This test process's own fixtures: `FIXTURES/run-<pid>`. Test runs from
 /// other checkouts may share the machine; with a directory each, none runs
 /// another's hutch or loses its rootfs to another's rebuild. Directories of

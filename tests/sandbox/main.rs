@@ -13,3 +13,4 @@ mod lifecycle;
 mod network;
 mod policy;
 mod process;
+mod runtime;

@@ -1,0 +1,429 @@
+//! `hutch-runtime`, the OCI runtime command line: bundles driven through
+//! create, start, state, exec, kill and delete as the unprivileged user,
+//! refusals of what it cannot honour, the `run.hutch.policy` annotation,
+//! and rootless Podman using it as its runtime.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{
+    as_user, pidfd, probe, rootfs, runtime_bin, scratch, wait_exit, Out, User, TIMEOUT,
+};
+
+/// A bundle for hutch-sub: config.json over the harness' busybox rootfs
+/// (read-only: other tests share it), with a tmpfs /tmp and the test's
+/// scratch dir bound at /out for the workload to report through.
+struct Bundle {
+    dir: PathBuf,
+    out: PathBuf,
+    state: PathBuf,
+    config: Value,
+}
+
+impl Bundle {
+    fn new(name: &str, args: &[&str]) -> Bundle {
+        let user = User::Sub;
+        let dir = scratch(user, &format!("rt-{name}"));
+        let out = dir.join("out");
+        let state = dir.join("state");
+        for d in [&out, &state] {
+            std::fs::create_dir(d).unwrap();
+            crate::harness::chown(d, user.uid(), user.account().gid);
+        }
+        let (uid, gid) = (user.uid(), user.account().gid);
+        let (sub_start, sub_count) = subordinate(user.account().name);
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/bin:/usr/bin:/sbin"],
+                "cwd": "/"
+            },
+            "root": {"path": rootfs(user), "readonly": true},
+            "hostname": "bundle",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+                {"destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]},
+                {"destination": "/probe", "type": "bind", "source": probe(), "options": ["rbind", "ro"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "user"}],
+                "uidMappings": [{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": sub_start, "size": sub_count}],
+                "gidMappings": [{"containerID": 0, "hostID": gid, "size": 1}, {"containerID": 1, "hostID": sub_start, "size": sub_count}],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        });
+        Bundle {
+            dir,
+            out,
+            state,
+            config,
+        }
+    }
+
+    fn write(&self) {
+        let path = self.dir.join("config.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+
+    /// `hutch-runtime --root STATE ARGS...` to completion.
+    fn rt(&self, args: &[&str]) -> Out {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let o = cmd.output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = as_user(User::Sub, runtime_bin());
+        cmd.arg("--root").arg(&self.state).args(args);
+        cmd.current_dir(&self.dir).stdin(Stdio::null());
+        cmd
+    }
+
+    /// `create --bundle DIR --pid-file FILE ID`: the container keeps
+    /// create's stdio, so it goes to files here (a pipe would stay open
+    /// for the container's whole life). Returns the result and the pid.
+    fn create(&self, id: &str) -> (Out, Option<i32>) {
+        self.write();
+        let log = self.dir.join(format!("{id}.stdout"));
+        let err = self.dir.join(format!("{id}.stderr"));
+        let pid_file = self.dir.join(format!("{id}.pid"));
+        let status = self
+            .command(&["create", "--bundle"])
+            .arg(&self.dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let out = Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&log).unwrap(),
+            stderr: std::fs::read_to_string(&err).unwrap(),
+        };
+        (out, pid)
+    }
+
+    fn stdout_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{id}.stdout"))).unwrap()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = self.rt(&["state", id]);
+        serde_json::from_str(out.ok()).unwrap()
+    }
+
+    /// A FIFO in /out the workload writes a line to, read here: waiting on
+    /// the workload's own event rather than sleeping.
+    fn fifo(&self, name: &str) -> PathBuf {
+        let p = self.out.join(name);
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        crate::harness::chown(&p, User::Sub.uid(), User::Sub.account().gid);
+        p
+    }
+}
+
+/// The first line written to `fifo`, within the harness timeout.
+fn read_line(fifo: &Path) -> String {
+    let fifo = fifo.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&fifo).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(f).read_line(&mut line).unwrap();
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(TIMEOUT)
+        .expect("no line from the container")
+}
+
+fn subordinate(name: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string("/etc/subuid").unwrap();
+    let f: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .expect("hutch-sub has a subordinate range")
+        .clone();
+    (f[1].parse().unwrap(), f[2].parse().unwrap())
+}
+
+fn wait_gone(pid: i32) {
+    if let Some(fd) = pidfd(pid) {
+        assert!(wait_exit(&fd, TIMEOUT), "process {pid} did not end");
+    }
+}
+
+#[test]
+fn bundle_lifecycle_create_start_state_exec_kill_delete() {
+    let b = Bundle::new(
+        "lifecycle",
+        &[
+            "sh",
+            "-c",
+            "echo workload ran; echo ready > /out/ready; exec sleep 1000",
+        ],
+    );
+    let ready = b.fifo("ready");
+    let (out, pid) = b.create("c1");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let pid = pid.expect("create wrote the pid file");
+
+    // Created: the process exists, set up, but the workload has not run.
+    let st = b.state("c1");
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["pid"], pid, "{st}");
+    assert_eq!(st["id"], "c1");
+    assert_eq!(
+        st["ociVersion"].as_str().unwrap().split('.').next(),
+        Some("1")
+    );
+    assert_eq!(
+        Path::new(st["bundle"].as_str().unwrap()),
+        std::fs::canonicalize(&b.dir).unwrap()
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(b.stdout_of("c1"), "", "the workload ran before start");
+    // A created container cannot be exec'd into or started twice over.
+    b.rt(&["exec", "c1", "true"])
+        .fails_with(125, "container c1 is created");
+
+    b.rt(&["start", "c1"]).ok();
+    assert_eq!(read_line(&ready), "ready\n");
+    assert_eq!(b.stdout_of("c1"), "workload ran\n");
+    let st = b.state("c1");
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["pid"], pid, "{st}");
+    b.rt(&["start", "c1"])
+        .fails_with(125, "container c1 is running");
+
+    // exec joins the container: its hostname, its pid namespace.
+    let out = b.rt(&[
+        "exec",
+        "c1",
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(out.ok(), "bundle\nsleep 1000 ");
+
+    // A running container is not deleted without --force.
+    b.rt(&["delete", "c1"])
+        .fails_with(125, "container c1 is running");
+    // pid 1 of its namespace ignores TERM (no handler): KILL ends it.
+    b.rt(&["kill", "c1", "KILL"]).ok();
+    wait_gone(pid);
+    let st = b.state("c1");
+    assert_eq!(st["status"], "stopped", "{st}");
+    assert!(st.get("pid").is_none(), "{st}");
+    b.rt(&["kill", "c1", "TERM"])
+        .fails_with(125, "container c1 is stopped");
+
+    b.rt(&["delete", "c1"]).ok();
+    b.rt(&["state", "c1"])
+        .fails_with(125, "container c1 does not exist");
+    assert!(!b.state.join("c1").exists());
+}
+
+#[test]
+fn deleting_a_created_container_kills_it_before_its_workload_runs() {
+    let b = Bundle::new("created-delete", &["sh", "-c", "echo ran > /out/ran"]);
+    let (out, pid) = b.create("c2");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let pid = pid.unwrap();
+    let fd = pidfd(pid).expect("the created process exists");
+    b.rt(&["delete", "c2"]).ok();
+    assert!(wait_exit(&fd, Duration::from_secs(10)));
+    assert!(!b.out.join("ran").exists(), "the workload ran");
+    b.rt(&["start", "c2"])
+        .fails_with(125, "container c2 does not exist");
+}
+
+#[test]
+fn config_fields_hutch_cannot_honour_are_refused_by_name() {
+    let mut b = Bundle::new("refusals", &["true"]);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/linux/intelRdt", json!({"closID": "x"}), "linux.intelRdt"),
+        (
+            "/linux/resources",
+            json!({"memory": {"limit": 1048576}}),
+            "linux.resources.memory",
+        ),
+        (
+            "/process/apparmorProfile",
+            json!("docker-default"),
+            "process.apparmorProfile",
+        ),
+        (
+            "/hooks",
+            json!({"prestart": [{"path": "/bin/true"}]}),
+            "hooks.prestart",
+        ),
+        (
+            "/linux/sysctl",
+            json!({"kernel.panic": "1"}),
+            "linux.sysctl.kernel.panic",
+        ),
+    ];
+    let clean = b.config.clone();
+    for (pointer, value, field) in cases {
+        b.config = clean.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let parent = if parent.is_empty() {
+            &mut b.config
+        } else {
+            b.config.pointer_mut(parent).unwrap()
+        };
+        parent[key] = value;
+        let (out, pid) = b.create("bad");
+        assert_eq!(out.code, 125, "{field}: {out:#?}");
+        assert!(out.stderr.contains(field), "{field}: {out:#?}");
+        assert!(pid.is_none(), "{field}: a process was started");
+        // Nothing is left: the id is free again.
+        b.rt(&["state", "bad"]).fails_with(125, "does not exist");
+    }
+}
+
+/// Run a bundle to its end; its stdout.
+fn run_to_end(b: &Bundle, id: &str) -> String {
+    let (out, pid) = b.create(id);
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", id]).ok();
+    wait_gone(pid.unwrap());
+    b.rt(&["delete", id]).ok();
+    b.stdout_of(id)
+}
+
+#[test]
+fn policy_annotation_applies_the_profiles_seccomp_and_landlock() {
+    // The root is read-only, so Landlock's default profile leaves only the
+    // mounts writable: /proc/self/comm is writable without it (procfs is
+    // not read-only), and only Landlock refuses it.
+    let script =
+        "grep '^Seccomp:' /proc/self/status; /probe/probe write:/proc/self/comm write:/tmp/x";
+    let mut b = Bundle::new("policy", &["sh", "-c", script]);
+    let plain = run_to_end(&b, "plain");
+    assert!(plain.contains("Seccomp:\t0"), "{plain}");
+    assert!(plain.contains("write:/proc/self/comm: OK"), "{plain}");
+    assert!(plain.contains("write:/tmp/x: OK"), "{plain}");
+
+    b.config["annotations"] = json!({"run.hutch.policy": "default"});
+    let confined = run_to_end(&b, "confined");
+    assert!(confined.contains("Seccomp:\t2"), "{confined}");
+    assert!(
+        confined.contains("write:/proc/self/comm: EACCES"),
+        "{confined}"
+    );
+    assert!(confined.contains("write:/tmp/x: OK"), "{confined}");
+
+    b.config["annotations"] = json!({"run.hutch.policy": "/etc/passwd"});
+    let (out, _) = b.create("path");
+    out.fails_with(125, "annotations.run.hutch.policy");
+}
+
+/// The busybox image in hutch-sub's Podman storage, from the local registry.
+fn podman_image() -> &'static str {
+    static IMAGE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        crate::images::registries();
+        let image = "127.0.0.1:5790/hutch/busybox:latest";
+        let out = podman(&["pull", "-q", "--tls-verify=false", image]);
+        assert_eq!(out.code, 0, "{out:#?}");
+        image
+    })
+}
+
+fn podman(args: &[&str]) -> Out {
+    let mut cmd = as_user(User::Sub, "podman");
+    cmd.args(args).stdin(Stdio::null());
+    let o = cmd
+        .output()
+        .expect("run podman (scripts/setup-host.sh installs it)");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn podman_rt(args: &[&str]) -> Out {
+    let rt = runtime_bin().to_str().unwrap().to_string();
+    let mut all = vec!["--runtime", rt.as_str()];
+    all.extend_from_slice(args);
+    podman(&all)
+}
+
+#[test]
+fn podman_runs_containers_through_hutch_runtime() {
+    let image = podman_image();
+    let out = podman_rt(&["run", "--rm", image, "echo", "hello"]);
+    assert_eq!(out.ok(), "hello\n");
+
+    let name = format!("hutch-rt-{}", std::process::id());
+    let _ = podman(&["rm", "-f", &name]);
+    let script = "grep '^Seccomp:' /proc/self/status; echo started; trap 'echo stopping; exit 0' TERM; while true; do sleep 0.1; done";
+    let out = podman_rt(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--annotation",
+        "run.hutch.policy=default",
+        image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    out.ok();
+    // podman exec runs in the container (hutch-runtime exec), confined too.
+    let out = podman_rt(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "grep '^Seccomp:' /proc/self/status; cat /proc/1/cmdline",
+    ]);
+    let text = out.ok();
+    assert!(text.starts_with("Seccomp:\t2\nsh\0-c\0"), "{text:?}");
+    let logs = podman(&["logs", &name]);
+    assert!(logs.ok().contains("Seccomp:\t2\nstarted"), "{logs:#?}");
+    podman_rt(&["stop", "-t", "20", &name]).ok();
+    let logs = podman(&["logs", &name]);
+    assert!(logs.ok().contains("stopping"), "{logs:#?}");
+    let st = podman(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &name,
+    ]);
+    assert_eq!(st.ok().trim(), "exited 0");
+    podman_rt(&["rm", &name]).ok();
+    assert_ne!(
+        podman(&["inspect", &name]).code,
+        0,
+        "the container is still there"
+    );
+}
