@@ -4,9 +4,11 @@
 
 pub mod cli;
 pub mod container;
+pub mod durable;
 pub mod image;
 pub mod net;
 pub mod paths;
 pub mod policy;
+pub mod procfs;
 pub mod runtime;
 pub mod sandbox;

@@ -13,7 +13,6 @@ use super::log::Logger;
 use super::state::{Container, Record, Root, Status, OCI_VERSION};
 use super::{RuntimeError, R};
 use crate::container::process::ProcId;
-use crate::container::store::write_atomic;
 use crate::sandbox::{console, spawn};
 
 #[derive(Debug, clap::Args)]
@@ -124,7 +123,8 @@ fn build(
     };
     c.save(&record).map_err(fail)?;
     if let Some(p) = &args.pid_file {
-        write_atomic(p, pid.to_string().as_bytes()).map_err(|e| fail(RuntimeError::from(e)))?;
+        crate::durable::write_atomic(p, pid.to_string().as_bytes(), 0o644)
+            .map_err(|e| fail(RuntimeError::io("cannot write", p.display(), e)))?;
     }
     logger.debug(&format!("created {} with pid {pid}", args.id));
     Ok(())

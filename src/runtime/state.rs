@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{RuntimeError, R};
 use crate::container::process::{PidFd, ProcId};
-use crate::container::store::write_atomic;
 use crate::sandbox::Spec;
 
 /// The version of the runtime spec this runtime implements.
@@ -331,7 +330,8 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> R<()> {
         file: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    Ok(write_atomic(path, &bytes)?)
+    crate::durable::write_atomic(path, &bytes, 0o600)
+        .map_err(|e| RuntimeError::io("cannot write", path.display(), e))
 }
 
 /// `state ID`
