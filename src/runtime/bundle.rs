@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::hooks::Hook;
 use super::{RuntimeError, POLICY_ANNOTATION, R};
 use crate::net::NetworkSpec;
 use crate::policy::{Choice, Policy, SeccompChoice};
@@ -135,17 +136,17 @@ pub struct MountEntry {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Hooks {
     #[serde(default)]
-    pub prestart: Vec<serde_json::Value>,
+    pub prestart: Vec<Hook>,
     #[serde(default)]
-    pub create_runtime: Vec<serde_json::Value>,
+    pub create_runtime: Vec<Hook>,
     #[serde(default)]
-    pub create_container: Vec<serde_json::Value>,
+    pub create_container: Vec<Hook>,
     #[serde(default)]
-    pub start_container: Vec<serde_json::Value>,
+    pub start_container: Vec<Hook>,
     #[serde(default)]
-    pub poststart: Vec<serde_json::Value>,
+    pub poststart: Vec<Hook>,
     #[serde(default)]
-    pub poststop: Vec<serde_json::Value>,
+    pub poststop: Vec<Hook>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -452,17 +453,13 @@ fn refuse_unsupported(cfg: &Config) -> R<()> {
     }
     if let Some(h) = &cfg.hooks {
         for (name, list) in [
-            ("prestart", &h.prestart),
-            ("createRuntime", &h.create_runtime),
             ("createContainer", &h.create_container),
             ("startContainer", &h.start_container),
-            ("poststart", &h.poststart),
-            ("poststop", &h.poststop),
         ] {
             if !list.is_empty() {
                 return Err(RuntimeError::config(
                     format!("hooks.{name}"),
-                    "hutch-runtime does not run hooks yet",
+                    "hutch-runtime does not run hooks inside the container (createRuntime, prestart, poststart and poststop run)",
                 ));
             }
         }

@@ -110,7 +110,12 @@ fn build(
     })?;
     let namespaces = super::state::Namespaces::of(pid)
         .map_err(|e| fail(RuntimeError::io("cannot read the namespaces of", pid, e)))?;
+    let hooks = cfg.hooks.as_ref();
     let record = Record {
+        hooks: super::hooks::Later {
+            poststart: hooks.map(|h| h.poststart.clone()).unwrap_or_default(),
+            poststop: hooks.map(|h| h.poststop.clone()).unwrap_or_default(),
+        },
         namespaces,
         oci_version: OCI_VERSION.into(),
         id: args.id.clone(),
@@ -122,6 +127,13 @@ fn build(
         owner: crate::paths::uid(),
     };
     c.save(&record).map_err(fail)?;
+    if let Some(h) = hooks {
+        // The container exists and waits at its gate: the hooks that set
+        // up around it (networking, say) run now, and a failure undoes it.
+        let state = record.oci_state();
+        super::hooks::run("hooks.createRuntime", &h.create_runtime, &state).map_err(fail)?;
+        super::hooks::run("hooks.prestart", &h.prestart, &state).map_err(fail)?;
+    }
     if let Some(p) = &args.pid_file {
         crate::durable::write_atomic(p, pid.to_string().as_bytes(), 0o644)
             .map_err(|e| fail(RuntimeError::io("cannot write", p.display(), e)))?;

@@ -47,6 +47,13 @@ pub fn delete(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
             )));
         }
     }
+    if let Err(e) = super::hooks::run(
+        "hooks.poststop",
+        &record.hooks.poststop,
+        &record.oci_state(),
+    ) {
+        logger.warn(&e.to_string());
+    }
     std::fs::remove_dir_all(&c.dir)
         .map_err(|e| RuntimeError::io("cannot remove", c.dir.display(), e))?;
     logger.debug(&format!("deleted {}", args.id));

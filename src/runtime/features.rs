@@ -7,7 +7,7 @@ pub fn print() -> R<i32> {
     let features = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": super::state::OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": [
             "bind", "rbind", "ro", "rw", "noexec", "exec", "nosuid", "suid", "nodev", "dev",
             "private", "rprivate", "relatime", "norelatime", "strictatime", "nostrictatime",

@@ -12,6 +12,7 @@ pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod features;
+pub mod hooks;
 pub mod kill;
 pub mod list;
 pub mod log;

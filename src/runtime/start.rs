@@ -33,6 +33,15 @@ pub fn start(root: &Root, id: &str, logger: &Logger) -> R<i32> {
     let _ = std::fs::remove_file(&gate);
     record.status = Status::Running;
     c.save(&record)?;
+    // A failed poststart hook is reported; the container runs on (as the
+    // runtime spec asks).
+    if let Err(e) = super::hooks::run(
+        "hooks.poststart",
+        &record.hooks.poststart,
+        &record.oci_state(),
+    ) {
+        logger.warn(&e.to_string());
+    }
     logger.debug(&format!("started {id}"));
     Ok(0)
 }

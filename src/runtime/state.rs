@@ -121,6 +121,9 @@ pub struct Record {
     /// The container's namespaces as created, for `exec` to check.
     #[serde(default)]
     pub namespaces: Namespaces,
+    /// The hooks `start` and `delete` run.
+    #[serde(default)]
+    pub hooks: super::hooks::Later,
 }
 
 /// The kinds of namespace a process has, by their /proc/PID/ns names, user

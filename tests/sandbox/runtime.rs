@@ -279,8 +279,13 @@ fn config_fields_hutch_cannot_honour_are_refused_by_name() {
         ),
         (
             "/hooks",
-            json!({"prestart": [{"path": "/bin/true"}]}),
-            "hooks.prestart",
+            json!({"createContainer": [{"path": "/bin/true"}]}),
+            "hooks.createContainer",
+        ),
+        (
+            "/hooks",
+            json!({"createRuntime": [{"path": "/bin/false"}]}),
+            "hooks.createRuntime[0]",
         ),
         (
             "/linux/sysctl",
@@ -305,6 +310,40 @@ fn config_fields_hutch_cannot_honour_are_refused_by_name() {
         // Nothing is left: the id is free again.
         b.rt(&["state", "bad"]).fails_with(125, "does not exist");
     }
+}
+
+#[test]
+fn hooks_run_with_the_state_at_their_step() {
+    let mut b = Bundle::new("hooks", &["sh", "-c", "echo ran"]);
+    let hook = |name: &str| {
+        let file = b.out.join(format!("{name}.json"));
+        json!({"path": "/bin/sh", "args": ["sh", "-c", "cat > \"$OUT\""], "env": [format!("OUT={}", file.display())]})
+    };
+    b.config["hooks"] = json!({
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")],
+    });
+    let (out, pid) = b.create("h1");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let pid = pid.unwrap();
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(b.out.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("hook {name} did not run: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let created = read("createRuntime");
+    assert_eq!(created["status"], "created", "{created}");
+    assert_eq!(created["id"], "h1");
+    assert_eq!(created["pid"], pid);
+    assert!(!b.out.join("poststart.json").exists());
+    b.rt(&["start", "h1"]).ok();
+    // poststart runs before start returns.
+    assert_eq!(read("poststart")["id"], "h1");
+    wait_gone(pid);
+    b.rt(&["delete", "h1"]).ok();
+    assert_eq!(read("poststop")["status"], "stopped");
+    assert_eq!(b.stdout_of("h1"), "ran\n");
 }
 
 /// Run a bundle to its end; its stdout.
