@@ -33,9 +33,6 @@ pub fn print() -> R<i32> {
             super::POLICY_ANNOTATION: "a shipped hutch policy profile (default, judge, unconfined): its Landlock ruleset and seccomp filter apply to the container"
         }
     });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&features).unwrap_or_default()
-    );
+    super::print_out(&serde_json::to_string_pretty(&features).unwrap_or_default());
     Ok(0)
 }

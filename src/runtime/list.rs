@@ -23,27 +23,29 @@ pub fn list(root: &Root, args: &Args) -> R<i32> {
             states.push(r.oci_state());
         }
     }
+    let mut text = Vec::new();
     if args.quiet {
         for s in &states {
-            println!("{}", s["id"].as_str().unwrap_or_default());
+            text.push(s["id"].as_str().unwrap_or_default().to_string());
         }
     } else if args.format == "json" {
-        println!("{}", serde_json::Value::Array(states));
+        text.push(serde_json::Value::Array(states).to_string());
     } else {
-        println!(
+        text.push(format!(
             "{:<20} {:<8} {:<10} {:<30} CREATED",
             "ID", "PID", "STATUS", "BUNDLE"
-        );
+        ));
         for s in &states {
-            println!(
+            text.push(format!(
                 "{:<20} {:<8} {:<10} {:<30} {}",
                 s["id"].as_str().unwrap_or_default(),
                 s["pid"].as_i64().unwrap_or(0),
                 s["status"].as_str().unwrap_or_default(),
                 s["bundle"].as_str().unwrap_or_default(),
                 s["created"].as_str().unwrap_or_default(),
-            );
+            ));
         }
     }
+    super::print_out(&text.join("\n"));
     Ok(0)
 }

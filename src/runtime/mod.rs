@@ -216,6 +216,16 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> R<i32> {
     }
 }
 
+/// Print `text` and a newline to stdout; a reader that went away (a closed
+/// pipe) is not the runtime's failure.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"));
+}
+
 /// Whether systemd runs this host (and could delegate a user's cgroups).
 fn systemd_delegation() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()

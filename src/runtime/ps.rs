@@ -18,13 +18,14 @@ pub fn ps(root: &Root, args: &Args) -> R<i32> {
         Some(p) => super::kill::in_pid_namespace_of(p.pid()),
         None => vec![],
     };
-    if args.format == "json" {
-        println!("{}", serde_json::json!(pids));
+    let text = if args.format == "json" {
+        serde_json::json!(pids).to_string()
     } else {
-        println!("PID");
-        for p in pids {
-            println!("{p}");
-        }
-    }
+        std::iter::once("PID".to_string())
+            .chain(pids.iter().map(|p| p.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    super::print_out(&text);
     Ok(0)
 }

@@ -341,9 +341,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> R<()> {
 pub fn print(root: &Root, id: &str) -> R<i32> {
     let c = Container::open(root, id)?;
     let record = c.load()?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&record.oci_state()).unwrap_or_default()
-    );
+    super::print_out(&serde_json::to_string_pretty(&record.oci_state()).unwrap_or_default());
     Ok(0)
 }
