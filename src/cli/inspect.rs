@@ -118,7 +118,13 @@ pub fn document(c: &Container) -> Value {
                 "max-file": cfg.log.max_file.to_string(),
             }},
             "UsernsMode": if spec.idmap.use_helpers { "auto" } else { "single" },
+            "NetworkMode": spec.network.describe(),
+            // The host ports are chosen at create time (-P too) and kept
+            // across restarts, so the bindings are the published ports.
+            "PortBindings": spec.network.ports_json(),
+            "PublishAllPorts": spec.network.publish_all,
         },
+        "NetworkSettings": {"Ports": spec.network.ports_json()},
         "GraphDriver": {"Name": "overlay", "Data": upper},
         "Mounts": mounts,
         "Config": {

@@ -43,7 +43,8 @@ impl NetworkArgs {
                 publish.push(format!("{}:{n}/{proto}", free_host_port(proto)?));
             }
         }
-        let spec = NetworkSpec::parse(&self.network, &publish, &self.dns, &self.add_host)?;
+        let mut spec = NetworkSpec::parse(&self.network, &publish, &self.dns, &self.add_host)?;
+        spec.publish_all = self.publish_all;
         spec.check()?;
         if !spec.private_namespace() {
             eprintln!("hutch: warning: --network host: the sandbox shares the host's network and is not network-isolated");

@@ -208,6 +208,9 @@ pub struct NetworkSpec {
     pub resolv_conf: Option<String>,
     /// Extra /etc/hosts lines (--add-host).
     pub extra_hosts: Vec<(String, String)>,
+    /// -P: `ports` include the image's ExposedPorts on free host ports.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 impl NetworkSpec {
@@ -299,6 +302,7 @@ impl NetworkSpec {
             ports,
             resolv_conf,
             extra_hosts,
+            publish_all: false,
         })
     }
 
@@ -314,6 +318,35 @@ impl NetworkSpec {
             Mode::Host => "host".into(),
             Mode::Private { backend, .. } => backend.to_string(),
         }
+    }
+
+    /// Docker's PORTS column: `0.0.0.0:8080->80/tcp, ...`.
+    pub fn ports_text(&self) -> String {
+        let cells: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("{}->{}/{}", p.host_addr(), p.container_port, p.proto))
+            .collect();
+        cells.join(", ")
+    }
+
+    /// Docker's `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp", "HostPort"}]}`.
+    pub fn ports_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for p in &self.ports {
+            let binding = serde_json::json!({
+                "HostIp": p.host_addr().ip().to_string(),
+                "HostPort": p.host_port.to_string(),
+            });
+            let key = format!("{}/{}", p.container_port, p.proto);
+            match map.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(list) => list.push(binding),
+                None => {
+                    map.insert(key, serde_json::Value::Array(vec![binding]));
+                }
+            }
+        }
+        serde_json::Value::Object(map)
     }
 
     /// The sandbox's /etc/hosts.

@@ -321,3 +321,98 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
         let _ = h(&["rm", "-f", name]);
     }
 }
+
+#[test]
+fn publish_all_serves_the_images_exposed_ports() {
+    // The `web` test image exposes 80/tcp and 8080/tcp and serves /www.
+    crate::images::registries();
+    let user = User::Sub;
+    let data = scratch(user, "net-publish-all");
+    let h = |args: &[&str]| hutch(user).env("HUTCH_DATA_DIR", &data).args(args).run();
+    let web = "127.0.0.1:5790/hutch/web";
+    h(&["pull", "-q", web]).ok();
+    // The image's own Cmd runs httpd in the foreground, which says nothing
+    // when it listens: this command says "ready" once httpd has bound.
+    h(&[
+        "run",
+        "-d",
+        "-P",
+        "--name",
+        "web",
+        "--network",
+        "private",
+        web,
+        "sh",
+        "-c",
+        "httpd -p 80 -h /www && echo ready && exec sleep 300",
+    ])
+    .ok();
+    let mut logs = hutch(user)
+        .env("HUTCH_DATA_DIR", &data)
+        .args(["logs", "-f", "web"])
+        .spawn();
+    logs.wait_line("ready");
+
+    // Both exposed ports are published, each on its own free host port.
+    let listing = h(&["port", "web"]).ok().to_string();
+    let mapped: Vec<(String, u16)> = listing
+        .lines()
+        .map(|l| {
+            let (container, host) = l.split_once(" -> ").expect(&listing);
+            let (ip, port) = host.rsplit_once(':').unwrap();
+            assert_eq!(ip, "0.0.0.0", "{listing}");
+            (container.to_string(), port.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        mapped.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        ["80/tcp", "8080/tcp"],
+        "{listing}"
+    );
+    assert_ne!(mapped[0].1, mapped[1].1);
+    let port80 = mapped[0].1;
+    assert_eq!(
+        h(&["port", "web", "80/tcp"]).ok(),
+        format!("0.0.0.0:{port80}\n")
+    );
+    let reply = http_get(port80);
+    assert!(
+        reply.contains("200 OK") && reply.contains("hello from the web image"),
+        "{reply:?}"
+    );
+
+    // inspect: Docker's shape for -P.
+    let field = |f: &str| h(&["inspect", "-f", f, "web"]).ok().trim().to_string();
+    assert_eq!(field("{{json .HostConfig.PublishAllPorts}}"), "true");
+    assert_eq!(
+        field("{{.HostConfig.NetworkMode}}"),
+        hutch::net::preferred_backend().to_string()
+    );
+    let ports: serde_json::Value =
+        serde_json::from_str(&field("{{json .NetworkSettings.Ports}}")).unwrap();
+    for (container, host) in &mapped {
+        assert_eq!(
+            ports[container],
+            serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": host.to_string()}]),
+            "{ports}"
+        );
+    }
+    let ps = h(&["ps"]).ok().to_string();
+    assert!(ps.contains(&format!("0.0.0.0:{port80}->80/tcp")), "{ps}");
+
+    // Without -P, the image's ports stay closed.
+    h(&["create", "--name", "closed", "--network", "private", web]).ok();
+    let closed = h(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.PublishAllPorts}} {{json .NetworkSettings.Ports}}",
+        "closed",
+    ]);
+    assert_eq!(closed.ok().trim(), "false {}");
+    assert_eq!(h(&["port", "closed"]).ok(), "");
+
+    h(&["rm", "-f", "web", "closed"]).ok();
+    let _ = logs.finish();
+    // The published port is closed with its container.
+    assert!(TcpStream::connect(("127.0.0.1", port80)).is_err());
+}
