@@ -56,7 +56,7 @@ host_pids=()
 cleanup() {
     for p in "${host_pids[@]}"; do kill "$p" 2>/dev/null || true; done
     as_user "$work/hutch" rm -f nb-srv >/dev/null 2>&1 || true
-    as_user podman $podman_flags rm -f nb-srv >/dev/null 2>&1 || true
+    as_user podman $podman_flags rm -f -t 0 nb-srv >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -143,7 +143,7 @@ unserve() {
     if [ "$1" = hutch ]; then
         as_user "$work/hutch" rm -f nb-srv >/dev/null
     else
-        as_user podman $podman_flags rm -f nb-srv >/dev/null
+        as_user podman $podman_flags rm -f -t 0 nb-srv >/dev/null
     fi
 }
 
@@ -186,7 +186,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print ""} else if (NR%2) {
 cell() { # KEY FIELD(1=median,2=p90 for latency) -> median over rounds
     local key=$1 field=${2:-1}
     for r in $(seq "$rounds"); do
-        [ -n "${res[$key,$r]:-}" ] && echo "${res[$key,$r]}" | awk -v f="$field" '{print $f}'
+        if [ -n "${res[$key,$r]:-}" ]; then echo "${res[$key,$r]}" | awk -v f="$field" '{print $f}'; fi
     done | median
 }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}' || echo -; }

@@ -14,6 +14,7 @@ use std::process::{Child, Command};
 
 use serde::{Deserialize, Serialize};
 
+pub mod forward;
 pub mod pasta;
 pub mod slirp4netns;
 
@@ -396,6 +397,8 @@ pub fn preferred_backend() -> Backend {
 pub struct NetHelper {
     pub name: &'static str,
     child: Option<Child>,
+    /// hutch's TCP port forwarder (slirp4netns's published TCP ports).
+    forwarder: Option<Child>,
     /// Closing this tells slirp4netns to exit.
     _exit_fd: Option<std::os::fd::OwnedFd>,
     /// Removed on drop (slirp4netns's API socket).
@@ -404,7 +407,7 @@ pub struct NetHelper {
 
 impl Drop for NetHelper {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in [&mut self.forwarder, &mut self.child].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -21,6 +21,25 @@ fn free_port() -> u16 {
 /// The network helper among hutch's own children (slirp4netns or pasta;
 /// pasta's own short-lived children are not counted).
 fn helper_of(hutch_pid: i32) -> i32 {
+    let found = children_named(hutch_pid, &["slirp4netns", "pasta", "passt"]);
+    assert_eq!(
+        found.len(),
+        1,
+        "one helper expected among hutch's children: {found:?}"
+    );
+    found[0]
+}
+
+/// hutch's own TCP port forwarder among hutch's children (slirp4netns's
+/// published TCP ports).
+fn forwarder_of(hutch_pid: i32) -> i32 {
+    let found = children_named(hutch_pid, &["hutch-forward"]);
+    assert_eq!(found.len(), 1, "one forwarder expected: {found:?}");
+    found[0]
+}
+
+/// Children of `pid` whose command name starts with one of `names`.
+fn children_named(hutch_pid: i32, names: &[&str]) -> Vec<i32> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{hutch_pid}/task"))
         .unwrap()
@@ -32,20 +51,12 @@ fn helper_of(hutch_pid: i32) -> i32 {
             .filter_map(|c| c.parse::<i32>().ok())
         {
             let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            if comm.starts_with("slirp4netns")
-                || comm.starts_with("pasta")
-                || comm.starts_with("passt")
-            {
+            if names.iter().any(|n| comm.starts_with(n)) {
                 found.push(c);
             }
         }
     }
-    assert_eq!(
-        found.len(),
-        1,
-        "one helper expected among hutch's children: {found:?}"
-    );
-    found[0]
+    found
 }
 
 fn http_get(port: u16) -> String {
@@ -79,6 +90,8 @@ fn a_web_server_inside_is_published_with_each_backend() {
             .spawn();
         live.wait_line("ready");
         let helper = pidfd(helper_of(live.pid())).expect("the helper runs");
+        let forwarder = (backend == "slirp4netns")
+            .then(|| pidfd(forwarder_of(live.pid())).expect("the forwarder runs"));
         let reply = http_get(port);
         assert!(
             reply.contains(&format!("served by {backend}")),
@@ -92,6 +105,12 @@ fn a_web_server_inside_is_published_with_each_backend() {
             wait_exit(&helper, Duration::ZERO),
             "{backend} outlived its sandbox"
         );
+        if let Some(f) = forwarder {
+            assert!(
+                wait_exit(&f, Duration::ZERO),
+                "the forwarder outlived its sandbox"
+            );
+        }
     }
 }
 
@@ -149,10 +168,13 @@ fn no_network_reaches_nothing() {
 fn the_helper_dies_with_hutch() {
     let user = User::Sub;
     for backend in BACKENDS {
+        let publish = format!("127.0.0.1:{}:80", free_port());
         let mut live = hutch(user)
             .run_rootfs([
                 "--network",
                 backend,
+                "-p",
+                &publish,
                 "sh",
                 "-c",
                 "echo ready; exec sleep 60",
@@ -160,11 +182,19 @@ fn the_helper_dies_with_hutch() {
             .spawn();
         live.wait_line("ready");
         let fd = pidfd(helper_of(live.pid())).expect("helper alive");
+        let forwarder = (backend == "slirp4netns")
+            .then(|| pidfd(forwarder_of(live.pid())).expect("forwarder alive"));
         live.signal(libc::SIGKILL);
         assert!(
             wait_exit(&fd, Duration::from_secs(20)),
             "{backend} outlived hutch"
         );
+        if let Some(f) = forwarder {
+            assert!(
+                wait_exit(&f, Duration::from_secs(20)),
+                "the forwarder outlived hutch"
+            );
+        }
         let _ = live.finish();
     }
 }
@@ -301,6 +331,7 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             .unwrap();
         let supervisor = parent_of(init);
         let helper = pidfd(helper_of(supervisor)).expect("helper runs");
+        let forwarder = pidfd(forwarder_of(supervisor)).expect("forwarder runs");
         match end {
             "stop" => {
                 h(&["stop", "-t", "1", name]).ok();
@@ -316,6 +347,10 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
         assert!(
             wait_exit(&helper, Duration::from_secs(20)),
             "{name}: helper outlived the container"
+        );
+        assert!(
+            wait_exit(&forwarder, Duration::from_secs(20)),
+            "{name}: forwarder outlived the container"
         );
         let _ = logs.finish();
         let _ = h(&["rm", "-f", name]);
