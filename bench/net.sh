@@ -103,7 +103,14 @@ throughput() { # RUNNER... -- ADDR PORT
     while [ "$1" != -- ]; do args+=("$1"); shift; done
     addr=$2 port=$3
     if [ "$iperf" = 1 ]; then
-        "${args[@]}" iperf3 -c "$addr" -p "$port" -t "$secs" -f m | awk '/receiver/ {print $(NF-2)}'
+        # An iperf3 server takes one test at a time and may still be
+        # closing the last one: try again.
+        local out
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            out=$("${args[@]}" iperf3 -c "$addr" -p "$port" -t "$secs" -f m 2>&1) && break
+            sleep 0.5
+        done
+        echo "$out" | awk '/receiver/ {print $(NF-2)}'
     else
         "${args[@]}" netbench push "$addr" "$port" "$secs"
     fi

@@ -448,13 +448,25 @@ fn runtime_files<const N: usize>(
     Ok(exts.map(|ext| runtime.join(format!("{helper}-{short}.{ext}"))))
 }
 
-/// A helper command that gets SIGKILL when hutch (its parent) dies.
+/// A helper command that gets SIGKILL when hutch (its parent) dies, in a
+/// session of its own.
+///
+/// Its own session keeps it out of the terminal's foreground process group
+/// (a Ctrl-C meant for the workload must not take its network down) and
+/// gives it its own scheduler autogroup, as Podman's helpers have: in the
+/// caller's, a busy machine gives the helper, the caller's shell and
+/// whatever else it runs one share of CPU between them, and user-mode
+/// networking is CPU-bound.
 fn helper_command(program: &str) -> Command {
     let mut cmd = Command::new(program);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    // SAFETY: prctl and setsid are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
