@@ -6,7 +6,7 @@ use crate::net::{NetError, NetworkSpec};
 
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// none (loopback only), private (pasta, else slirp4netns), slirp4netns[:OPTS], pasta[:OPTS], host
+    /// none (loopback only), private (slirp4netns, else pasta), slirp4netns[:OPTS], pasta[:OPTS], host
     #[arg(
         long = "network",
         alias = "net",

@@ -383,12 +383,21 @@ impl NetworkSpec {
     }
 }
 
-/// pasta when installed (it is the faster of the two), else slirp4netns.
+/// slirp4netns when installed, else pasta. With hutch's own forwarder for
+/// published ports, slirp4netns measured faster here (bench/net.sh, README:
+/// Networking): the same on published ports, and several times pasta's
+/// throughput (Debian 12's passt) from the sandbox to the host, which pasta
+/// moves at a rate that swings between 0.1 and 7 Gbit/s.
 pub fn preferred_backend() -> Backend {
-    if crate::sandbox::idmap::which("pasta").is_some() {
-        Backend::Pasta
-    } else {
-        Backend::Slirp4netns
+    let installed = |helper| crate::sandbox::idmap::which(helper).is_some();
+    prefer(installed("slirp4netns"), installed("pasta"))
+}
+
+fn prefer(slirp4netns: bool, pasta: bool) -> Backend {
+    match (slirp4netns, pasta) {
+        (false, true) => Backend::Pasta,
+        // Neither installed: check() then names the one `private` wanted.
+        _ => Backend::Slirp4netns,
     }
 }
 
@@ -501,6 +510,14 @@ mod tests {
         ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn private_prefers_slirp4netns_and_falls_back_to_pasta() {
+        assert_eq!(prefer(true, true), Backend::Slirp4netns);
+        assert_eq!(prefer(true, false), Backend::Slirp4netns);
+        assert_eq!(prefer(false, true), Backend::Pasta);
+        assert_eq!(prefer(false, false), Backend::Slirp4netns);
     }
 
     #[test]

@@ -200,6 +200,44 @@ fn the_helper_dies_with_hutch() {
 }
 
 #[test]
+fn ctrl_c_reaches_the_workload_and_leaves_its_network_up() {
+    use std::os::unix::process::CommandExt;
+    let user = User::Sub;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in server.incoming().flatten() {
+            let _ = conn.write_all(b"hello-from-host\n");
+        }
+    });
+    for backend in BACKENDS {
+        let host = match backend {
+            "slirp4netns" => "10.0.2.2".to_string(),
+            _ => "$(ip route | awk '/default/ {print $3}')".to_string(),
+        };
+        // The workload answers SIGINT by using the network once more.
+        let script = format!(
+            "trap 'echo | nc -w 5 {host} {port}; exit 3' INT; echo ready; \
+             while :; do sleep 0.1; done"
+        );
+        let network = format!("{backend}:allow_host_loopback=true");
+        let mut h = hutch(user).run_rootfs(["--network", &network, "sh", "-c", &script]);
+        h.command().process_group(0);
+        let mut live = h.spawn();
+        live.wait_line("ready");
+        // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+        // SAFETY: signalling the process group of the hutch we spawned.
+        assert_eq!(unsafe { libc::kill(-live.pid(), libc::SIGINT) }, 0);
+        let out = live.finish();
+        assert_eq!(out.code, 3, "{backend}: {out:#?}");
+        assert!(
+            out.stdout.contains("hello-from-host"),
+            "{backend}: the network went down with Ctrl-C: {out:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_taken_host_port_is_reported_before_start() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
