@@ -212,12 +212,12 @@ fn ctrl_c_reaches_the_workload_and_leaves_its_network_up() {
     });
     for backend in BACKENDS {
         let host = match backend {
-            "slirp4netns" => "10.0.2.2".to_string(),
-            _ => "$(ip route | awk '/default/ {print $3}')".to_string(),
+            "slirp4netns" => "10.0.2.2",
+            _ => "$(ip route | awk '/default/ {print $3}')",
         };
         // The workload answers SIGINT by using the network once more.
         let script = format!(
-            "trap 'echo | nc -w 5 {host} {port}; exit 3' INT; echo ready; \
+            "host={host}; trap 'echo | nc -w 5 $host {port}; exit 3' INT; echo ready; \
              while :; do sleep 0.1; done"
         );
         let network = format!("{backend}:allow_host_loopback=true");
