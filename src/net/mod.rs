@@ -461,15 +461,16 @@ fn runtime_files<const N: usize>(
 /// session of its own.
 ///
 /// Its own session keeps it out of the terminal's foreground process group
-/// (a Ctrl-C meant for the workload must not take its network down) and
-/// gives it its own scheduler autogroup, as Podman's helpers have: in the
-/// caller's, a busy machine gives the helper, the caller's shell and
-/// whatever else it runs one share of CPU between them, and user-mode
-/// networking is CPU-bound.
+/// (a Ctrl-C or Ctrl-Z meant for the workload must not take its network
+/// down) and gives it its own scheduler autogroup, as Podman's helpers
+/// have: in the caller's, a busy machine gives the helper, the caller's
+/// shell and whatever else it runs one share of CPU between them, and
+/// user-mode networking is CPU-bound.
 fn helper_command(program: &str) -> Command {
     let mut cmd = Command::new(program);
-    // SAFETY: prctl and setsid are async-signal-safe and touch no memory of
-    // the parent.
+    // SAFETY: prctl, setsid, sigemptyset and sigprocmask are
+    // async-signal-safe and touch no memory of the parent; `none` is a
+    // local sigset_t, plain data.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
@@ -478,6 +479,11 @@ fn helper_command(program: &str) -> Command {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // hutch blocks the signals it relays to the workload; a helper
+            // starts with none blocked, as any program expects.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
         });
     }
