@@ -307,8 +307,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         idmap.default_uid,
         idmap.default_gid,
     )?;
-    if judge_default && !(idmap.maps_uid(resolved.user.uid) && idmap.maps_gid(resolved.user.gid))
-    {
+    if judge_default && !(idmap.maps_uid(resolved.user.uid) && idmap.maps_gid(resolved.user.gid)) {
         // A judge run as a user other than root needs the subuid range.
         idmap = IdMapping::resolve(UsernsMode::Auto);
         resolved = passwd::resolve(

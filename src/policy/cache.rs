@@ -28,7 +28,7 @@ use super::{Choice, Policy, SeccompChoice, StoredPolicy};
 
 const MAGIC: &[u8; 8] = b"HUTCHBPF";
 /// Bumped when the file layout or the compiler's output changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// A BPF program holds at most 4096 instructions; a profile a few filters.
 const MAX_PROGRAMS: usize = 16;
 const MAX_INSNS: usize = 4096;
@@ -196,6 +196,8 @@ pub fn policy_key(choice: &Choice) -> Option<String> {
     };
     part(POLICY_MAGIC);
     part(&POLICY_FORMAT.to_le_bytes());
+    // The filters inside change with the compiler's output.
+    part(&FORMAT.to_le_bytes());
     part(env!("CARGO_PKG_VERSION").as_bytes());
     part(arch.name().as_bytes());
     part(&super::landlock::kernel_abi().to_le_bytes());
@@ -205,7 +207,10 @@ pub fn policy_key(choice: &Choice) -> Option<String> {
         part(text.as_bytes());
     }
     part(choice.profile.as_deref().unwrap_or("").as_bytes());
-    part(&[u8::from(choice.profile.is_some()), u8::from(choice.landlock_unconfined)]);
+    part(&[
+        u8::from(choice.profile.is_some()),
+        u8::from(choice.landlock_unconfined),
+    ]);
     match &choice.seccomp {
         SeccompChoice::Profile => part(b"profile"),
         SeccompChoice::Unconfined => part(b"unconfined"),
@@ -228,12 +233,7 @@ pub fn policy_key(choice: &Choice) -> Option<String> {
             .as_os_str()
             .as_encoded_bytes(),
     );
-    Some(
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub fn policy_path(dir: &Path, key: &str) -> PathBuf {

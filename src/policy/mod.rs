@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod bpf_opt;
 pub mod cache;
 pub mod docker;
 pub mod errno;
@@ -410,7 +411,10 @@ impl Policy {
         Ok(policy)
     }
 
-    fn resolve_recording(choice: &Choice, deps: &mut Vec<cache::Dep>) -> Result<Policy, PolicyError> {
+    fn resolve_recording(
+        choice: &Choice,
+        deps: &mut Vec<cache::Dep>,
+    ) -> Result<Policy, PolicyError> {
         let source = Source::parse(choice.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
         let name = source.name();
         let mut profile = load_at_depth(&source, 0, deps)?;
