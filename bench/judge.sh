@@ -52,7 +52,9 @@ if [ -n "$cache" ] && [ -f "$cache" ]; then
         len=$(u32 "$off")
         dd if="$cache" of="$bpf_dir/$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
         off=$((off + 4 + len * 8))
-        seccomp_fds="$seccomp_fds --add-seccomp-fd $((10 + i)) $((10 + i))<$bpf_dir/$i"
+        # sh (dash) redirects single-digit descriptors only.
+        [ $((3 + i)) -le 9 ] || { seccomp_fds=""; break; }
+        seccomp_fds="$seccomp_fds --add-seccomp-fd $((3 + i)) $((3 + i))<$bpf_dir/$i"
     done
 fi
 
@@ -76,25 +78,26 @@ for name in "${!cmd[@]}"; do
     [ "$out" = hello ] || { echo "$name printed: $out" >&2; unset "cmd[$name]"; }
 done
 
-rate() { # name workers -> runs per second
-    local c=${cmd[$1]} start end
+rate() { # name workers -> "runs-per-second failed-runs"
+    local c=${cmd[$1]} start end failed
     start=$(date +%s%N)
-    seq "$runs" | xargs -P "$2" -I{} sh -c "$c >/dev/null"
+    failed=$(seq "$runs" | xargs -P "$2" -I{} sh -c "$c >/dev/null 2>&1 || echo x" | wc -l)
     end=$(date +%s%N)
-    echo $(( runs * 1000000000 / (end - start) ))
+    echo "$(( runs * 1000000000 / (end - start) )) $failed"
 }
 
-declare -A r1 r2
+declare -A r1 r2 f1 f2
 order=(hutch-judge hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
 for name in "${order[@]}"; do
     [ -n "${cmd[$name]:-}" ] || continue
-    r1[$name]=$(rate "$name" 1)
-    r2[$name]=$(rate "$name" 2)
+    read -r r1[$name] f1[$name] < <(rate "$name" 1)
+    read -r r2[$name] f2[$name] < <(rate "$name" 2)
 done
-printf '%-14s %11s %11s %16s %16s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch-judge/x (1)" "hutch-judge/x (2)"
+printf '%-14s %11s %11s %18s %18s %8s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch-judge/x (1)" "hutch-judge/x (2)" failed
 for name in "${order[@]}"; do
     [ -n "${r1[$name]:-}" ] || continue
-    printf '%-14s %11s %11s %16s %16s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
+    printf '%-14s %11s %11s %18s %18s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
         "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch-judge]}/${r1[$name]}}")" \
-        "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")"
+        "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")" \
+        "$((f1[$name] + f2[$name]))"
 done
