@@ -14,7 +14,6 @@
 //! Both are only an optimisation: any problem reading an entry means
 //! "resolve again", and writes are atomic.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -116,23 +115,9 @@ pub fn store(dir: &Path, key: &str, c: &Compiled) -> std::io::Result<()> {
     write_atomic(&path(dir, key), &encode(c))
 }
 
-/// Write `data` to `dst`: temp file in the same dir, fsync, rename.
+/// Write a cache entry: temp file in the same dir, fsync, rename.
 fn write_atomic(dst: &Path, data: &[u8]) -> std::io::Result<()> {
-    let name = dst.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dst.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dst)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::durable::write_atomic(dst, data, 0o600)
 }
 
 fn sha256_hex(data: &[u8]) -> String {
