@@ -15,6 +15,7 @@
 #                  sockets but AF_UNIX, Landlock: / read-only, writes to /tmp
 #                  only), a cgroup with time, memory and process limits,
 #                  overlay root, all namespaces, /proc, /dev, /sys
+#   hutch-baseline the judge run with $HUTCH_BASELINE (another build), if set
 #   hutch          the same with the default policy and --userns auto
 #   bwrap          --unshare-all, read-only bind of the rootfs, /proc, /dev:
 #                  no seccomp, no Landlock, no limits
@@ -32,7 +33,8 @@ if [ "$(id -u)" = 0 ]; then
     [ -d "$fix/rootfs" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
-    exec runuser -u hutch-sub -- env BENCH_DIR="$fix" PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
+    exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" \
+        PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
 fi
 hutch=${HUTCH:-$fix/hutch}
 root=$fix/rootfs
@@ -62,6 +64,10 @@ declare -A cmd
 limits="--time-limit 2 -m 256m --pids-limit 64"
 cmd[hutch-judge]="$hutch run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
 cmd[hutch]="$hutch run --rm --rootfs $root $limits /usr/bin/hello"
+# HUTCH_BASELINE=/path/to/an/older/hutch adds it, doing the judge run.
+if [ -n "${HUTCH_BASELINE:-}" ]; then
+    cmd[hutch-baseline]="$HUTCH_BASELINE run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
+fi
 bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
 cmd[bwrap]="$bwrap /usr/bin/hello"
 if [ -n "$seccomp_fds" ]; then
@@ -78,20 +84,32 @@ for name in "${!cmd[@]}"; do
     [ "$out" = hello ] || { echo "$name printed: $out" >&2; unset "cmd[$name]"; }
 done
 
-rate() { # name workers -> "runs-per-second failed-runs"
+# Rounds interleave the sandboxes in a shuffled order, so that load from
+# elsewhere on the machine hits them all alike.
+rounds=5
+chunk=$(( (runs + rounds - 1) / rounds ))
+declare -A ns1 ns2 fail
+timed() { # name workers -> "nanoseconds failed-runs" for one chunk
     local c=${cmd[$1]} start end failed
     start=$(date +%s%N)
-    failed=$(seq "$runs" | xargs -P "$2" -I{} sh -c "$c >/dev/null 2>&1 || echo x" | wc -l)
+    failed=$(seq "$chunk" | xargs -P "$2" -I{} sh -c "$c >/dev/null 2>&1 || echo x" | wc -l)
     end=$(date +%s%N)
-    echo "$(( runs * 1000000000 / (end - start) )) $failed"
+    echo "$((end - start)) $failed"
 }
-
-declare -A r1 r2 f1 f2
-order=(hutch-judge hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
-for name in "${order[@]}"; do
-    [ -n "${cmd[$name]:-}" ] || continue
-    read -r r1[$name] f1[$name] < <(rate "$name" 1)
-    read -r r2[$name] f2[$name] < <(rate "$name" 2)
+order=(hutch-judge hutch-baseline hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
+for _ in $(seq "$rounds"); do
+    for name in $(printf '%s\n' "${!cmd[@]}" | shuf); do
+        for w in 1 2; do
+            read -r t f < <(timed "$name" "$w")
+            if [ "$w" = 1 ]; then ns1[$name]=$(( ${ns1[$name]:-0} + t )); else ns2[$name]=$(( ${ns2[$name]:-0} + t )); fi
+            fail[$name]=$(( ${fail[$name]:-0} + f ))
+        done
+    done
+done
+declare -A r1 r2
+for name in "${!cmd[@]}"; do
+    r1[$name]=$(( chunk * rounds * 1000000000 / ns1[$name] ))
+    r2[$name]=$(( chunk * rounds * 1000000000 / ns2[$name] ))
 done
 printf '%-14s %11s %11s %18s %18s %8s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch-judge/x (1)" "hutch-judge/x (2)" failed
 for name in "${order[@]}"; do
@@ -99,5 +117,5 @@ for name in "${order[@]}"; do
     printf '%-14s %11s %11s %18s %18s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
         "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch-judge]}/${r1[$name]}}")" \
         "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")" \
-        "$((f1[$name] + f2[$name]))"
+        "${fail[$name]}"
 done
