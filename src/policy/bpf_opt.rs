@@ -221,10 +221,10 @@ mod tests {
         }
     }
 
-    /// Every shipped profile and Docker's default, for both architectures:
-    /// the optimised filters answer exactly as seccompiler's for every
-    /// syscall number (and x32's), foreign architectures, and arguments
-    /// around every value the rules compare with.
+    /// Every shipped profile, Docker's default and containers-common's, for
+    /// both architectures: the optimised filters answer exactly as
+    /// seccompiler's for every syscall number (and x32's), foreign
+    /// architectures, and arguments around every value the rules compare with.
     #[test]
     fn shipped_and_docker_profiles_answer_exactly_as_before() {
         use crate::policy::seccomp::{compile_with, Arch, SeccompModel};
@@ -238,20 +238,21 @@ mod tests {
                 Some((name.to_string(), m, None))
             })
             .collect();
-        let json = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/seccomp/docker-default.json"),
-        )
-        .unwrap();
-        for arch in Arch::ALL {
-            let host = docker::Host {
-                arch,
-                kernel: (6, 1),
-            };
-            let m = docker::parse(&json, "docker-default.json", host)
-                .unwrap()
-                .model;
-            models.push(("docker-default".into(), m, Some(arch)));
+        for file in ["docker-default.json", "containers-common.json"] {
+            let json = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/data/seccomp")
+                    .join(file),
+            )
+            .unwrap();
+            for arch in Arch::ALL {
+                let host = docker::Host {
+                    arch,
+                    kernel: (6, 1),
+                };
+                let m = docker::parse(&json, file, host).unwrap().model;
+                models.push((file.into(), m, Some(arch)));
+            }
         }
         let audit = |arch: Arch| match arch {
             Arch::X86_64 => 0xc000_003e_u32,
@@ -295,6 +296,17 @@ mod tests {
                     .flat_map(|r| r.syscalls.iter().filter_map(|s| arch.syscall(s)))
                     .map(|nr| nr as u32)
                     .collect();
+                let (longest, shrunk) = plain
+                    .programs
+                    .iter()
+                    .zip(&small.programs)
+                    .map(|(p, q)| (p.len(), q.len()))
+                    .max()
+                    .unwrap();
+                assert!(
+                    shrunk * 3 < longest,
+                    "{name} on {arch:?}: {longest} -> {shrunk} instructions"
+                );
                 for (p, q) in plain.programs.iter().zip(&small.programs) {
                     assert!(q.len() <= p.len(), "{name}: grew");
                     for nr in (0..480u32).chain((0..480).map(|n| n | 0x4000_0000)) {
