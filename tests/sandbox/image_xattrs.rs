@@ -1,0 +1,137 @@
+//! Extended attributes from layers: a layer built here (tar with PAX
+//! `SCHILY.xattr.*` records, as `tar --xattrs` writes after `setcap`)
+//! carries a file capability and a `user.*` attribute, which the sandbox
+//! sees; `trusted.*` and other `security.*` records are dropped; a
+//! capability the kernel cannot take costs a warning, not the image. The
+//! capability grants nothing: every capability is dropped and
+//! no_new_privs is set in the sandbox.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::harness::{programs_dir, User};
+use crate::images::{data, entries, fake_image, h, Cut, FakeRegistry};
+
+/// A v2 `security.capability`: cap_net_raw (13), permitted and effective,
+/// as `setcap cap_net_raw+ep` writes it.
+fn cap_net_raw_ep() -> Vec<u8> {
+    [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn host_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the length given.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| {
+        buf.truncate(r as usize);
+        buf
+    })
+}
+
+fn layer() -> Vec<u8> {
+    let prog = std::fs::read(programs_dir().join("xattrs")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let file = |name: &str, size: usize| {
+        let mut hd = tar::Header::new_ustar();
+        hd.set_path(name).unwrap();
+        hd.set_mode(0o755);
+        hd.set_size(size as u64);
+        hd.set_entry_type(tar::EntryType::Regular);
+        hd.set_cksum();
+        hd
+    };
+    let cap = cap_net_raw_ep();
+    b.append_pax_extensions([
+        ("SCHILY.xattr.security.capability", &cap[..]),
+        ("SCHILY.xattr.user.note", &b"hello"[..]),
+        ("SCHILY.xattr.trusted.evil", &b"x"[..]),
+        (
+            "SCHILY.xattr.security.selinux",
+            &b"system_u:object_r:bin_t:s0"[..],
+        ),
+        ("SCHILY.xattr.user.overlay.redirect", &b"/etc"[..]),
+    ])
+    .unwrap();
+    b.append(&file("capped", prog.len()), &prog[..]).unwrap();
+    // A capability bound to another namespace's root (uid 1000): refused.
+    let foreign: Vec<u8> = [0x0300_0001u32, 1 << 13, 0, 0, 0, 1000]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    b.append_pax_extensions([("SCHILY.xattr.security.capability", &foreign[..])])
+        .unwrap();
+    b.append(&file("foreign", 4), &b"\x7fELF"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn file_capabilities_and_user_xattrs_come_from_layers_and_grant_nothing() {
+    let user = User::Sub;
+    let d = data(user, "xattrs");
+    let layer = layer();
+    let reg = FakeRegistry::start(fake_image("hutch/caps", &layer, layer.clone(), Cut::None));
+    let name = format!("{}/hutch/caps", reg.addr);
+    let out = h(user, &d).args(["pull", "-q", &name]).run();
+    out.ok();
+    // The one refused capability: a warning naming the file, not a failure.
+    assert!(
+        out.stderr
+            .contains("cannot keep extended attribute security.capability of /foreign"),
+        "{out:#?}"
+    );
+    assert_eq!(out.stderr.matches("warning").count(), 1, "{out:#?}");
+
+    // On the host: a v3 capability whose root id is the user's own uid
+    // (root of the store's and the sandbox's user namespace), so it means
+    // nothing outside them; the skipped attributes are absent.
+    let layers = entries(&d.join("layers"));
+    let capped = d.join("layers").join(&layers[0]).join("fs/capped");
+    let stored = host_xattr(&capped, "security.capability").expect("a capability on the host");
+    assert_eq!(stored.len(), 24, "{}", hex(&stored));
+    assert_eq!(stored[3], 3, "revision 3: {}", hex(&stored));
+    let uid = user.account().uid;
+    assert_eq!(stored[20..24], uid.to_le_bytes(), "{}", hex(&stored));
+    for skipped in ["trusted.evil", "security.selinux", "user.overlay.redirect"] {
+        assert_eq!(host_xattr(&capped, skipped), None, "{skipped}");
+    }
+
+    // Inside the sandbox: the capability reads back as setcap wrote it,
+    // the user attribute too; running the file gains nothing.
+    let out = h(user, &d)
+        .args([
+            "run",
+            "--rm",
+            "--pull=never",
+            &name,
+            "/capped",
+            "/capped",
+            "security.capability",
+            "user.note",
+        ])
+        .run();
+    let text = out.ok();
+    assert!(
+        text.contains(&format!("security.capability={}", hex(&cap_net_raw_ep()))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("user.note={}", hex(b"hello"))),
+        "{text}"
+    );
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            text.contains(&format!("{set}:\t0000000000000000")),
+            "{set} not empty: {text}"
+        );
+    }
+}
