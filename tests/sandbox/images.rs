@@ -15,7 +15,7 @@ use hutch::image::reference::Digest;
 
 use crate::harness::{chown, hutch, project_dir, scratch, Hutch, User};
 
-const PLAIN: &str = "127.0.0.1:5790";
+pub const PLAIN: &str = "127.0.0.1:5790";
 const TLS: &str = "127.0.0.1:5791";
 const AUTH: &str = "127.0.0.1:5792";
 pub const REGISTRY_DIR: &str = "/tmp/hutch-registry";
