@@ -110,10 +110,17 @@ fn layer() -> Vec<u8> {
 
 #[test]
 fn file_capabilities_and_user_xattrs_come_from_layers_and_grant_nothing() {
-    let user = User::Sub;
-    let d = data(user, "xattrs");
     let layer = layer();
-    let reg = FakeRegistry::start(fake_image("hutch/caps", &layer, layer.clone(), Cut::None));
+    // With a subordinate range, and with one uid only (where the store's
+    // and the sandbox's namespace root is the user too).
+    for user in [User::Sub, User::NoSub] {
+        check_layer(user, &layer);
+    }
+}
+
+fn check_layer(user: User, layer: &[u8]) {
+    let d = data(user, "xattrs");
+    let reg = FakeRegistry::start(fake_image("hutch/caps", layer, layer.to_vec(), Cut::None));
     let name = format!("{}/hutch/caps", reg.addr);
     let out = h(user, &d).args(["pull", "-q", &name]).run();
     out.ok();
