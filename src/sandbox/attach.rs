@@ -122,6 +122,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         breach: None,
         peak_watched_rss_kib: 0,
         last_watched_cpu: Duration::ZERO,
+        next_sample: started_at,
     };
     let raw;
     if let Some(master) = running.console.take() {
@@ -219,6 +220,10 @@ struct Relay<'a> {
     /// The watchdog's last reading of the tree's CPU time: processes killed
     /// together with init are not always in init's rusage.
     last_watched_cpu: Duration,
+    /// When the watchdog reads CPU time and memory again: once per tick, not
+    /// on every wake-up (a chatty workload wakes hutch per chunk of output,
+    /// and a reading walks /proc).
+    next_sample: Instant,
 }
 
 impl Relay<'_> {
@@ -347,15 +352,24 @@ impl Relay<'_> {
 
     fn check_limits(&mut self, running: &Running, wall_deadline: Option<Instant>) {
         let limits = &self.spec.limits;
-        if wall_deadline.is_some_and(|d| Instant::now() >= d) {
+        let now = Instant::now();
+        if wall_deadline.is_some_and(|d| now >= d) {
             self.breach = Some(Breach::WallTime);
-        } else if limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some() {
+        } else if (limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some())
+            && now >= self.next_sample
+        {
+            self.next_sample = now + WATCHDOG_TICK;
             let cpu_from_cgroup = limits
                 .cgroup
                 .as_ref()
-                .and_then(|c| c.stats().cpu_ns)
+                .and_then(|c| c.cpu_ns())
                 .map(Duration::from_nanos);
-            let s = watchdog::sample(running.pid);
+            // The /proc walk only when the cgroup cannot say it all.
+            let s = if cpu_from_cgroup.is_none() || limits.watch_memory.is_some() {
+                watchdog::sample(running.pid)
+            } else {
+                watchdog::Sample::default()
+            };
             self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
             let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
             self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);
