@@ -62,6 +62,10 @@ fn is_ret_k(ins: &sock_filter) -> bool {
 
 /// The optimised program, or `None` to keep `prog` as it is. Repeated while
 /// it shrinks: each round measures reach in the layout it starts from.
+///
+/// The result is kept only when [`equivalent`] proves it answers every
+/// input as `prog` does, so a flaw in the rewriting can cost size, never
+/// protection.
 pub fn optimize(prog: &[sock_filter]) -> Option<Vec<sock_filter>> {
     let mut best = one_round(prog)?;
     for _ in 0..3 {
@@ -70,7 +74,54 @@ pub fn optimize(prog: &[sock_filter]) -> Option<Vec<sock_filter>> {
             None => break,
         }
     }
-    Some(best)
+    equivalent(prog, &best).then_some(best)
+}
+
+/// Whether `a` and `b` give the same verdict on every input, by walking
+/// both in lockstep: skipping `ja`s, every pair of matched instructions
+/// must be the same operation on the same constant, conditional jumps go
+/// on pairwise through both branches, and matched returns are identical.
+/// Only forward jumps exist, so the walk ends; it also checks that both
+/// programs stay in bounds, end in a return and fit the kernel's limit.
+pub fn equivalent(a: &[sock_filter], b: &[sock_filter]) -> bool {
+    const BPF_MAXINSNS: usize = 4096;
+    let well_formed = |p: &[sock_filter]| {
+        !p.is_empty()
+            && p.len() <= BPF_MAXINSNS
+            && (0..p.len()).all(|i| kind(p, i).is_some())
+            && matches!(kind(p, p.len() - 1), Some(Kind::Ret))
+    };
+    if !well_formed(a) || !well_formed(b) {
+        return false;
+    }
+    // Past any `ja`s (in range: checked above; forward: offsets are unsigned).
+    let land = |p: &[sock_filter], mut i: usize| {
+        while let Some(Kind::Ja(t)) = kind(p, i) {
+            i = t;
+        }
+        i
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut work = vec![(land(a, 0), land(b, 0))];
+    while let Some((i, j)) = work.pop() {
+        if !seen.insert((i, j)) {
+            continue;
+        }
+        let (x, y) = (&a[i], &b[j]);
+        if x.code != y.code || x.k != y.k {
+            return false;
+        }
+        match (kind(a, i), kind(b, j)) {
+            (Some(Kind::Ret), Some(Kind::Ret)) => {}
+            (Some(Kind::Cond(at, af)), Some(Kind::Cond(bt, bf))) => {
+                work.push((land(a, at), land(b, bt)));
+                work.push((land(a, af), land(b, bf)));
+            }
+            (Some(Kind::Next), Some(Kind::Next)) => work.push((land(a, i + 1), land(b, j + 1))),
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn one_round(prog: &[sock_filter]) -> Option<Vec<sock_filter>> {
@@ -219,6 +270,19 @@ mod tests {
             data[0] = nr;
             assert_eq!(run(&o, &data), run(&p, &data), "nr {nr}");
         }
+
+        // The lockstep check that guards every optimised program sees any
+        // change of verdict: another return value, or swapped branches.
+        assert!(equivalent(&p, &o));
+        let ret = o.iter().rposition(|i| i.k == 0x7fff_0000).unwrap();
+        let mut other_ret = o.clone();
+        other_ret[ret].k = 0x0005_0001;
+        assert!(!equivalent(&p, &other_ret));
+        let cond = o.iter().position(|i| i.code == 0x15).unwrap();
+        let mut swapped = o.clone();
+        let (t, f) = (swapped[cond].jt, swapped[cond].jf);
+        (swapped[cond].jt, swapped[cond].jf) = (f, t);
+        assert!(!equivalent(&p, &swapped));
     }
 
     /// Every shipped profile, Docker's default and containers-common's, for

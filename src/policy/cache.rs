@@ -26,8 +26,9 @@ use super::seccomp::{Arch, Compiled, SeccompModel};
 use super::{Choice, Policy, SeccompChoice, StoredPolicy};
 
 const MAGIC: &[u8; 8] = b"HUTCHBPF";
-/// Bumped when the file layout or the compiler's output changes.
-const FORMAT: u32 = 3;
+/// Bumped when the file layout or the compiler's output changes (the
+/// optimiser in `bpf_opt.rs` included).
+const FORMAT: u32 = 4;
 /// A BPF program holds at most 4096 instructions; a profile a few filters.
 const MAX_PROGRAMS: usize = 16;
 const MAX_INSNS: usize = 4096;
