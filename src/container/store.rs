@@ -178,8 +178,9 @@ impl Store {
         let dir = self.container_dir(&config.id);
         let result = (|| {
             paths::create_private(&dir)?;
-            write_json(&dir.join(CONFIG), config)?;
-            write_json(&dir.join(STATE), &State::new())
+            let durable = !config.auto_remove;
+            write_json(&dir.join(CONFIG), config, durable)?;
+            write_json(&dir.join(STATE), &State::new(), durable)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(self.name_link(&config.name));
@@ -208,7 +209,7 @@ impl Store {
         let config = self.read_config(&id)?;
         let mut state = self.read_state(&id)?;
         if state.reconcile(time::now()) {
-            write_json(&dir.join(STATE), &state)?;
+            write_json(&dir.join(STATE), &state, !config.auto_remove)?;
         }
         Ok(Container {
             config,
@@ -237,6 +238,7 @@ impl Store {
         if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == c.config.id.as_str()) {
             let _ = std::fs::remove_file(&link);
         }
+        super::attach::unlink(&c.config.id);
         // config.json goes first: from then on the container does not exist,
         // even if removing the rest fails half-way.
         let _ = std::fs::remove_file(c.dir.join(CONFIG));
@@ -275,7 +277,7 @@ impl Store {
 
 impl Container {
     pub fn save(&self) -> R<()> {
-        write_json(&self.dir.join(STATE), &self.state)
+        write_json(&self.dir.join(STATE), &self.state, !self.config.auto_remove)
     }
 
     /// `name` as Docker prints it in messages.
@@ -335,16 +337,19 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> R<T> {
 
 /// Write JSON atomically: a temporary file in the same directory, fsync,
 /// rename over the old one, fsync the directory. A crash leaves the old
-/// file or the new one, never a torn one.
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> R<()> {
+/// file or the new one, never a torn one. Without `durable` the syncs are
+/// left out (readers still never see a torn file): for the records of
+/// `--rm` containers, which a crash makes moot and which a judge's every
+/// run writes (the syncs cost tens of milliseconds a run).
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, durable: bool) -> R<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| ContainerError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes, durable)
 }
 
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> R<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> R<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
@@ -361,10 +366,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> R<()> {
             .open(&tmp)
             .map_err(|e| fail("cannot write", e))?;
         f.write_all(bytes).map_err(|e| fail("cannot write", e))?;
-        f.sync_all().map_err(|e| fail("cannot sync", e))?;
+        if durable {
+            f.sync_all().map_err(|e| fail("cannot sync", e))?;
+        }
         std::fs::rename(&tmp, path).map_err(|e| fail("cannot replace", e))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+        if durable {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
     })();
@@ -405,6 +414,7 @@ mod tests {
             stop_signal: libc::SIGTERM,
             stop_timeout: 10,
             log: LogConfig::default(),
+            report: None,
             spec,
         }
     }

@@ -607,8 +607,6 @@ fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
         .spawn();
     live.wait_line("ready");
     assert!(ctx.h(["ps"]).ok().contains("fg2"));
-    ctx.h(["exec", "fg2", "true"])
-        .fails_with(1, "runs in the foreground");
     ctx.h(["stop", "fg2"]).ok();
     let out = live.finish();
     assert_eq!(out.code, 0, "{out:?}");
@@ -616,4 +614,64 @@ fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
     assert_eq!(ctx.inspect("fg2", ".State.Status"), "exited");
     assert_eq!(ctx.inspect("fg2", ".State.ExitCode"), "0");
     ctx.h(["rm", "fg", "fg2"]).ok();
+}
+
+#[test]
+fn exec_joins_a_container_run_in_the_foreground() {
+    let ctx = Ctx::new("fgexec");
+    // --rm too: the record lives while the run does, then goes.
+    let mut live = ctx
+        .cmd(["run", "--rm", "--name", "front", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "echo seen > /from-workload; echo ready; exec sleep 1000",
+        ])
+        .spawn();
+    live.wait_line("ready");
+    let ps = ctx.h(["ps"]);
+    assert!(
+        ps.ok()
+            .lines()
+            .any(|l| l.contains("Up ") && l.ends_with("front")),
+        "{ps:?}"
+    );
+    assert_eq!(
+        ctx.h(["exec", "front", "cat", "/from-workload"]).ok(),
+        "seen\n"
+    );
+    let procs = ctx.h(["exec", "front", "ps", "-o", "pid,args"]);
+    assert!(
+        procs
+            .ok()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "sleep", "1000"]),
+        "same pid namespace: {procs:?}"
+    );
+    // What exec writes, the workload's side sees.
+    ctx.h(["exec", "front", "sh", "-c", "echo from-exec > /shared"])
+        .ok();
+    assert_eq!(
+        ctx.h(["exec", "front", "cat", "/shared"]).ok(),
+        "from-exec\n"
+    );
+    let status = ctx.h(["exec", "front", "cat", "/proc/self/status"]);
+    assert!(
+        status.ok().lines().any(|l| l == "NoNewPrivs:\t1"),
+        "{status:?}"
+    );
+    // The record names the foreground hutch as the supervisor: stop goes
+    // through it, and the --rm record is gone with the run.
+    assert_eq!(
+        pid_of(&ctx, "front", ".State.SupervisorPid"),
+        live.pid(),
+        "the foreground hutch supervises"
+    );
+    ctx.h(["stop", "-t", "1", "front"]).ok();
+    let out = live.finish();
+    assert_eq!(out.code, 143, "SIGTERM ended the sleep: {out:?}");
+    assert!(ctx.h(["ps", "-a", "-q"]).ok().is_empty());
+    ctx.h(["exec", "front", "true"])
+        .fails_with(1, "No such container: front");
 }
