@@ -53,15 +53,14 @@ fn start_attached(store: &Store, name: &str, stdin: bool) -> Result<i32, Contain
     let mut c = store.open_locked(name)?;
     let opts = options(&c.config, stdin)?;
     let sock = if c.state.status == Status::Running {
-        let id = c.config.id.clone();
-        drop(c);
-        connect(&id, name)?
+        connect(&c.config.id, name)?
     } else {
         let (ours, theirs) = socket_pair()
             .map_err(|e| ContainerError::io("cannot create an attach socket for", name, e))?;
         supervisor::launch(&mut c, Some(&theirs))?;
         ours
     };
+    drop(c);
     // Not held while attached: the supervisor takes the lock to record the exit.
     session(store, name, sock, opts)
 }
