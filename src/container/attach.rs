@@ -49,6 +49,10 @@ pub fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A frame whose payload is over [`MAX_PAYLOAD`]: the stream is not ours.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed;
+
 /// Frames as they arrive, from a byte stream.
 #[derive(Default)]
 pub struct Frames {
@@ -62,7 +66,7 @@ impl Frames {
 
     /// The next whole frame; `Err` for a malformed stream (a payload over
     /// [`MAX_PAYLOAD`]).
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ()> {
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, Malformed> {
         if self.buf.len() < HEADER {
             return Ok(None);
         }
@@ -70,7 +74,7 @@ impl Frames {
         len.copy_from_slice(&self.buf[1..HEADER]);
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_PAYLOAD {
-            return Err(());
+            return Err(Malformed);
         }
         if self.buf.len() < HEADER + len {
             return Ok(None);

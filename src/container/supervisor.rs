@@ -608,7 +608,7 @@ impl Session<'_> {
             let (kind, payload) = match self.clients[i].frames.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return true,
-                Err(()) => return false,
+                Err(attach::Malformed) => return false,
             };
             match kind {
                 attach::STDIN if self.stdin.is_some() && !self.stdin_closing => {
