@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod container;
+pub mod durable;
 pub mod image;
 pub mod net;
 pub mod paths;
 pub mod policy;
+pub mod procfs;
 pub mod sandbox;

@@ -1,26 +1,13 @@
 //! `hutch restart [-t SECONDS] NAME...`: stop, then start on the same
 //! writable layer.
 
-use clap::Args;
-
 use crate::cli::each;
 use crate::cli::start::start_one;
+use crate::cli::stop::StopArgs;
 use crate::container::{ops, ContainerError, Store};
 
-#[derive(Debug, Args)]
-pub struct RestartArgs {
-    /// Seconds to wait before killing (default: the container's --stop-timeout, 10)
-    #[arg(
-        short = 't',
-        long = "time",
-        visible_alias = "timeout",
-        value_name = "SECONDS"
-    )]
-    pub time: Option<u64>,
-
-    #[arg(value_name = "CONTAINER", required = true)]
-    pub containers: Vec<String>,
-}
+/// The same flags as `stop`.
+pub type RestartArgs = StopArgs;
 
 pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     let store = Store::open()?;

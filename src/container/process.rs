@@ -15,25 +15,7 @@ pub struct ProcId {
     pub start_time: u64,
 }
 
-/// The fields of /proc/PID/stat that matter here.
-struct Stat {
-    state: char,
-    ppid: i32,
-    start_time: u64,
-}
-
-fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: the
-    // fields after it start at the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
-}
+use crate::procfs::stat;
 
 impl ProcId {
     /// The process `pid` as it is now.

@@ -5,7 +5,6 @@
 //! is the atomic test-and-set that keeps names unique without a global lock.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -350,37 +349,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, durable: bool) ->
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> R<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let fail = |what, e| ContainerError::io(what, path, e);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| fail("cannot write", e))?;
-        f.write_all(bytes).map_err(|e| fail("cannot write", e))?;
-        if durable {
-            f.sync_all().map_err(|e| fail("cannot sync", e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| fail("cannot replace", e))?;
-        if durable {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::durable::replace(path, bytes, 0o600, durable)
+        .map_err(|e| ContainerError::io("cannot write", path, e))
 }
 
 #[cfg(test)]

@@ -16,14 +16,14 @@
 //! old or the new state; a layer appears only once complete and verified.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::reference::{Digest, Reference};
-use crate::paths;
+use crate::{durable, paths, procfs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -437,36 +437,17 @@ pub fn remove_tree(p: &Path) -> R<()> {
     }
 }
 
-/// A process's start time (clock ticks since boot), to tell it from a
-/// later process that reused its pid.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// Write `bytes` to `path` atomically: a temp file in the same dir, fsync,
-/// rename, fsync the dir.
+/// Write `bytes` to `path` atomically (see [`durable::write_atomic`]).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> R<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io("rename into", path))?;
-    sync_dir(dir)
+    durable::write_atomic(path, bytes, 0o644).map_err(io("write", path))
 }
 
 fn sync_dir(dir: &Path) -> R<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))
+    durable::sync_dir(dir).map_err(io("sync", dir))
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    procfs::start_time(pid as i32)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub fn sample(init: i32) -> Sample {
         if budget == 0 {
             break;
         }
-        if let Some(t) = stat_times(pid) {
+        if let Some(t) = crate::procfs::stat(pid).map(|s| s.cpu_ticks) {
             cpu_ticks += t;
             s.processes += 1;
         }
@@ -62,23 +62,6 @@ pub fn sample(init: i32) -> Sample {
     }
     s.cpu = Duration::from_millis(cpu_ticks * 1000 / ticks);
     s
-}
-
-/// utime + stime + cutime + cstime of one process, in clock ticks.
-fn stat_times(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14.
-    let n = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-            .max(0) as u64
-    };
-    Some(n(14) + n(15) + n(16) + n(17))
 }
 
 #[cfg(test)]
