@@ -31,10 +31,12 @@ pub fn run_detached(args: RunArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A container `hutch run` (without `-d`) runs in the foreground.
+/// A container `hutch run` (without `-d`) runs in the foreground. Its
+/// state is updated from the config made here, never read back: a record
+/// is kept for every foreground run, and judges make many.
 pub struct Attached {
     store: Store,
-    id: String,
+    config: Config,
 }
 
 /// The Spec for a foreground `run`. The container is recorded, as Docker
@@ -48,27 +50,26 @@ pub fn foreground_spec(args: &RunArgs) -> anyhow::Result<(Spec, Option<Attached>
         return Ok((build_spec(args)?, None));
     }
     let (store, config) = create_container(args, None)?;
-    let attached = Attached {
-        store,
-        id: config.id.clone(),
+    let spec = config.spec.clone();
+    let attached = Attached { store, config };
+    let Some(me) = ProcId::me() else {
+        let e = ContainerError::io(
+            "cannot read",
+            "/proc/self/stat",
+            std::io::ErrorKind::NotFound.into(),
+        );
+        let _ = attached.finish(Err(e.to_string()));
+        return Err(e.into());
     };
-    let recorded = (|| {
-        let mut c = attached.store.open_locked(&config.id)?;
-        let me = ProcId::me().ok_or_else(|| {
-            ContainerError::io(
-                "cannot read",
-                "/proc/self/stat",
-                std::io::ErrorKind::NotFound.into(),
-            )
-        })?;
-        c.state.started(None, me, time::now());
-        c.save()
-    })();
+    let recorded = attached.store.update_own(&attached.config, |s| {
+        s.started(None, me, time::now());
+        true
+    });
     if let Err(e) = recorded {
         let _ = attached.finish(Err(e.to_string()));
         return Err(e.into());
     }
-    Ok((config.spec, Some(attached)))
+    Ok((spec, Some(attached)))
 }
 
 impl Attached {
@@ -79,36 +80,34 @@ impl Attached {
         let Some(init) = ProcId::of(init_pid) else {
             return;
         };
-        if let Ok(mut c) = self.store.open_locked(&self.id) {
-            if c.state.status == Status::Running {
-                c.state.init = Some(init);
-                // Without it exec refuses ("not started yet"); the run
-                // itself goes on.
-                let _ = c.save();
+        // Without it exec refuses ("not started yet"); the run goes on.
+        let _ = self.store.update_own(&self.config, |s| {
+            if s.status == Status::Running {
+                s.init = Some(init);
             }
-        }
+            true
+        });
     }
 
     /// Record how the foreground run ended, or remove an `--rm` container.
     pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
-        let mut c = self.store.open_locked(&self.id)?;
-        if c.config.auto_remove {
-            return self.store.remove(&c);
-        }
-        match exit {
-            Ok(e) => {
-                let signal = match e {
-                    Exit::Signaled(s) => Some(s),
-                    Exit::Exited(_) => None,
-                };
-                c.state.exited(Some(e.code()), signal, time::now());
+        let keep = !self.config.auto_remove;
+        self.store.update_own(&self.config, |s| {
+            match exit {
+                Ok(e) => {
+                    let signal = match e {
+                        Exit::Signaled(sig) => Some(sig),
+                        Exit::Exited(_) => None,
+                    };
+                    s.exited(Some(e.code()), signal, time::now());
+                }
+                Err(reason) => {
+                    s.exited(None, None, time::now());
+                    s.error = Some(reason);
+                }
             }
-            Err(reason) => {
-                c.state.exited(None, None, time::now());
-                c.state.error = Some(reason);
-            }
-        }
-        c.save()
+            keep
+        })
     }
 }
 

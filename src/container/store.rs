@@ -233,15 +233,37 @@ impl Store {
     /// Remove the container's files and its name. The caller holds the lock
     /// and has checked that nothing runs.
     pub fn remove(&self, c: &Container) -> R<()> {
-        let link = self.name_link(&c.config.name);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == c.config.id.as_str()) {
+        self.remove_parts(&c.config, &c.dir)
+    }
+
+    fn remove_parts(&self, config: &Config, dir: &Path) -> R<()> {
+        let link = self.name_link(&config.name);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == config.id.as_str()) {
             let _ = std::fs::remove_file(&link);
         }
-        super::attach::unlink(&c.config.id);
+        super::attach::unlink(&config.id);
         // config.json goes first: from then on the container does not exist,
         // even if removing the rest fails half-way.
-        let _ = std::fs::remove_file(c.dir.join(CONFIG));
-        super::remove::remove_tree(&c.dir, &c.config.spec.idmap)
+        let _ = std::fs::remove_file(dir.join(CONFIG));
+        super::remove::remove_tree(dir, &config.spec.idmap)
+    }
+
+    /// Take container `config`'s lock and update its state with `f`,
+    /// without reading `config.json` again (it holds the compiled policy
+    /// and is large): for the foreground run that made the container and
+    /// holds its config. `f` returning false removes the container.
+    pub fn update_own(&self, config: &Config, f: impl FnOnce(&mut State) -> bool) -> R<()> {
+        let dir = self.container_dir(&config.id);
+        let _lock = Lock::take(&dir)?;
+        if !dir.join(CONFIG).exists() {
+            return Err(ContainerError::NoSuch(config.name.clone()));
+        }
+        let mut state = self.read_state(&config.id)?;
+        if f(&mut state) {
+            write_json(&dir.join(STATE), &state, !config.auto_remove)
+        } else {
+            self.remove_parts(config, &dir)
+        }
     }
 }
 
@@ -341,7 +363,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> R<T> {
 /// `--rm` containers, which a crash makes moot and which a judge's every
 /// run writes (the syncs cost tens of milliseconds a run).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, durable: bool) -> R<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ContainerError::Corrupt {
+    let bytes = serde_json::to_vec(value).map_err(|e| ContainerError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
