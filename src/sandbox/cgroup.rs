@@ -214,30 +214,33 @@ impl Cgroup {
         Ok(())
     }
 
+    fn read(&self, ctrl: &str, file: &str) -> Option<String> {
+        let dir = self.dirs.get(if self.v2 { "unified" } else { ctrl })?;
+        std::fs::read_to_string(dir.join(file)).ok()
+    }
+
+    /// CPU time of everything in the cgroup so far, in nanoseconds: the
+    /// one reading the watchdog needs on every tick.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        if self.v2 {
+            field(self.read("", "cpu.stat"), "usage_usec").map(|u| u * 1000)
+        } else {
+            num(self.read("cpuacct", "cpuacct.usage"))
+        }
+    }
+
     pub fn stats(&self) -> CgroupStats {
-        let read = |ctrl: &str, file: &str| {
-            let dir = self.dirs.get(if self.v2 { "unified" } else { ctrl })?;
-            std::fs::read_to_string(dir.join(file)).ok()
-        };
-        let field = |text: Option<String>, key: &str| {
-            text.and_then(|t| {
-                t.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
-                })
-            })
-        };
-        let num = |t: Option<String>| t.and_then(|s| s.trim().parse::<u64>().ok());
+        let read = |ctrl: &str, file: &str| self.read(ctrl, file);
         if self.v2 {
             CgroupStats {
-                cpu_ns: field(read("", "cpu.stat"), "usage_usec").map(|u| u * 1000),
+                cpu_ns: self.cpu_ns(),
                 peak_memory: num(read("", "memory.peak")),
                 oom_kills: field(read("", "memory.events"), "oom_kill").unwrap_or(0),
                 pids_max_hits: field(read("", "pids.events"), "max").unwrap_or(0),
             }
         } else {
             CgroupStats {
-                cpu_ns: num(read("cpuacct", "cpuacct.usage")),
+                cpu_ns: self.cpu_ns(),
                 peak_memory: num(read("memory", "memory.max_usage_in_bytes")),
                 oom_kills: field(read("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
                 pids_max_hits: field(read("pids", "pids.events"), "max").unwrap_or(0),
@@ -251,6 +254,18 @@ impl Cgroup {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// The number after `key ` in a flat-keyed cgroup file.
+fn field(text: Option<String>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+    })
+}
+
+fn num(text: Option<String>) -> Option<u64> {
+    text?.trim().parse::<u64>().ok()
 }
 
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {

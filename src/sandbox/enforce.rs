@@ -28,6 +28,10 @@ pub struct Watch<'a> {
     /// The watchdog's last reading of the tree's CPU time: processes killed
     /// together with init are not always in init's rusage.
     last_watched_cpu: Duration,
+    /// When the watchdog reads CPU time and memory again: once per tick, not
+    /// on every wake-up (a chatty workload wakes the loop per chunk of
+    /// output, and a reading walks /proc).
+    next_sample: Instant,
 }
 
 impl<'a> Watch<'a> {
@@ -45,6 +49,7 @@ impl<'a> Watch<'a> {
             breach: None,
             peak_watched_rss_kib: 0,
             last_watched_cpu: Duration::ZERO,
+            next_sample: started_at,
         }
     }
 
@@ -57,7 +62,8 @@ impl<'a> Watch<'a> {
             .wall_deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
         if self.watching {
-            timeout = Some(timeout.map_or(WATCHDOG_TICK, |t| t.min(WATCHDOG_TICK)));
+            let sample = self.next_sample.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(sample, |t| t.min(sample)));
         }
         // Round up: waking a little early would spin until the deadline.
         timeout.map_or(-1, |t| {
@@ -88,19 +94,26 @@ impl<'a> Watch<'a> {
         if self.breach.is_some() {
             return;
         }
-        if self.wall_deadline.is_some_and(|d| Instant::now() >= d) {
+        let now = Instant::now();
+        if self.wall_deadline.is_some_and(|d| now >= d) {
             return self.kill(Breach::WallTime, running);
         }
-        if !self.watching {
+        if !self.watching || now < self.next_sample {
             return;
         }
+        self.next_sample = now + WATCHDOG_TICK;
         let limits = self.limits;
         let cpu_from_cgroup = limits
             .cgroup
             .as_ref()
-            .and_then(|c| c.stats().cpu_ns)
+            .and_then(|c| c.cpu_ns())
             .map(Duration::from_nanos);
-        let s = watchdog::sample(running.pid);
+        // The /proc walk only when the cgroup cannot say it all.
+        let s = if cpu_from_cgroup.is_none() || limits.watch_memory.is_some() {
+            watchdog::sample(running.pid)
+        } else {
+            watchdog::Sample::default()
+        };
         self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
         let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
         self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);

@@ -159,17 +159,26 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         net: None,
     };
 
-    if let Err(e) = spec.idmap.apply(pid) {
+    let maps = match spec.idmap.start(pid) {
+        Ok(m) => m,
+        Err(e) => {
+            running.kill_and_reap();
+            return Err(e.into());
+        }
+    };
+    // Into the sandbox's cgroup before anything runs, so every process the
+    // workload ever makes is counted and limited. Done while newuidmap and
+    // newgidmap run: on cgroup v1 the first move into a cgroup waits for an
+    // RCU grace period (milliseconds, no CPU), which hides their exec time.
+    let joined = spec.limits.cgroup.as_ref().map(|cg| cg.add(pid));
+    let mapped = maps.finish();
+    if let Err(e) = mapped {
         running.kill_and_reap();
         return Err(e.into());
     }
-    // Into the sandbox's cgroup before anything runs, so every process the
-    // workload ever makes is counted and limited.
-    if let Some(cg) = &spec.limits.cgroup {
-        if let Err(e) = cg.add(pid) {
-            running.kill_and_reap();
-            return Err(SandboxError::Limits(e.into()));
-        }
+    if let Some(Err(e)) = joined {
+        running.kill_and_reap();
+        return Err(SandboxError::Limits(e.into()));
     }
     // The network comes up before the workload runs.
     running.net = match crate::net::start(&spec.network, pid, &spec.id) {
