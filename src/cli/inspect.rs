@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Failed;
 use crate::container::store::Container;
-use crate::container::{log, time, Status, Store};
+use crate::container::{log, supervisor, time, Status, Store};
 use crate::sandbox::spec::{Mount, UpperDir};
 
 #[derive(Debug, Args)]
@@ -104,6 +104,8 @@ pub fn document(c: &Container) -> Value {
             "FinishedAt": stamp(st.finished_at),
             "SupervisorPid": st.supervisor.map_or(0, |p| p.pid),
             "LogError": log::trouble(&c.dir).map(|t| format!("{} line(s) dropped since {}: {}", t.dropped, t.since, t.error)).unwrap_or_default(),
+            // The judge's report of the last run, with limits (`--report`).
+            "Report": std::fs::read(c.dir.join(supervisor::REPORT)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         },
         "Image": cfg.image.clone().unwrap_or_else(|| cfg.image_display.clone()),
         "LogPath": c.dir.join(log::LOG),

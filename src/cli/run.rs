@@ -208,7 +208,13 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, attached)| {
         recorded = attached;
         let io = args.limits.open_io()?;
-        Ok((attach::run_with(&spec, io), spec))
+        let record = recorded.as_ref();
+        let on_start = |r: &crate::sandbox::spawn::Running| {
+            if let Some(a) = record {
+                a.started(r.pid);
+            }
+        };
+        Ok((attach::run_observed(&spec, io, on_start), spec))
     });
     if let Some(r) = recorded {
         let exit = match &started {
