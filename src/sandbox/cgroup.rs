@@ -92,6 +92,12 @@ pub struct Cgroup {
     pub v2: bool,
     /// controller -> directory; v2 has the single key "unified".
     pub dirs: BTreeMap<String, PathBuf>,
+    /// The limit files and the values written to them, in order: a kept
+    /// container's cgroup is removed when a run ends (so the next run's
+    /// peak memory and OOM counts start from zero) and made again from
+    /// these by [`Cgroup::make`] on its next start.
+    #[serde(default)]
+    pub settings: Vec<(PathBuf, String)>,
 }
 
 /// What the cgroup measured.
@@ -109,14 +115,16 @@ impl Cgroup {
         let mut cg = Cgroup {
             v2: matches!(d, Delegation::V2 { .. }),
             dirs: BTreeMap::new(),
+            settings: Vec::new(),
         };
+        let mut settings: Vec<(PathBuf, String)> = Vec::new();
+        let mut set = |file: PathBuf, value: String| settings.push((file, value));
         match d {
             Delegation::V2 { parent } => {
                 let dir = parent.join(&name);
-                mkdir(&dir)?;
                 cg.dirs.insert("unified".into(), dir.clone());
                 if let Some(m) = limits.memory {
-                    write(&dir.join("memory.max"), &m.to_string())?;
+                    set(dir.join("memory.max"), m.to_string());
                 }
                 if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
                     let swap = if s < 0 {
@@ -124,16 +132,16 @@ impl Cgroup {
                     } else {
                         (s as u64).saturating_sub(m).to_string()
                     };
-                    write(&dir.join("memory.swap.max"), &swap)?;
+                    set(dir.join("memory.swap.max"), swap);
                 }
                 if let Some(p) = limits.pids {
-                    write(&dir.join("pids.max"), &p.to_string())?;
+                    set(dir.join("pids.max"), p.to_string());
                 }
                 if let Some(c) = limits.cpus {
-                    write(
-                        &dir.join("cpu.max"),
-                        &format!("{} 100000", (c * 100_000.0) as u64),
-                    )?;
+                    set(
+                        dir.join("cpu.max"),
+                        format!("{} 100000", (c * 100_000.0) as u64),
+                    );
                 }
             }
             Delegation::V1 { parents } => {
@@ -148,33 +156,51 @@ impl Cgroup {
                 };
                 for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
                     let dir = parent.join(&name);
-                    mkdir(&dir)?;
                     cg.dirs.insert(ctrl.clone(), dir);
                 }
                 if let Some(dir) = cg.dirs.get("memory") {
                     if let Some(m) = limits.memory {
-                        write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                        set(dir.join("memory.limit_in_bytes"), m.to_string());
                     }
                     if let Some(s) = limits.memory_swap.filter(|s| *s > 0) {
                         let f = dir.join("memory.memsw.limit_in_bytes");
-                        if f.exists() {
-                            write(&f, &s.to_string())?;
+                        // Only where swap accounting is on: checked in the
+                        // parent, since this cgroup is not made yet.
+                        if f.parent()
+                            .and_then(Path::parent)
+                            .is_some_and(|p| p.join("memory.memsw.limit_in_bytes").exists())
+                        {
+                            set(f, s.to_string());
                         }
                     }
                 }
                 if let (Some(dir), Some(p)) = (cg.dirs.get("pids"), limits.pids) {
-                    write(&dir.join("pids.max"), &p.to_string())?;
+                    set(dir.join("pids.max"), p.to_string());
                 }
                 if let (Some(dir), Some(c)) = (cg.dirs.get("cpu"), limits.cpus) {
-                    write(&dir.join("cpu.cfs_period_us"), "100000")?;
-                    write(
-                        &dir.join("cpu.cfs_quota_us"),
-                        &((c * 100_000.0) as u64).to_string(),
-                    )?;
+                    set(dir.join("cpu.cfs_period_us"), "100000".into());
+                    set(
+                        dir.join("cpu.cfs_quota_us"),
+                        ((c * 100_000.0) as u64).to_string(),
+                    );
                 }
             }
         }
+        cg.settings = settings;
+        cg.make()?;
         Ok(cg)
+    }
+
+    /// Make the directories and write the limits: at creation, and again
+    /// on each start of a kept container (the last run removed them).
+    pub fn make(&self) -> Result<(), CgroupError> {
+        for dir in self.dirs.values() {
+            mkdir(dir)?;
+        }
+        for (file, value) in &self.settings {
+            write(file, value)?;
+        }
+        Ok(())
     }
 
     /// Whether this cgroup can enforce `what` (a controller name, or

@@ -296,3 +296,49 @@ fn judge_runs_in_a_one_uid_namespace_unless_told_otherwise() {
         .run();
     assert_eq!(out.ok().lines().count(), 2, "{out:#?}");
 }
+
+/// A kept container's limits hold on every start: its cgroup goes when a
+/// run ends (so each run's peak and OOM count start from zero) and is made
+/// again, limits and all, by the next start.
+#[test]
+fn a_kept_container_is_limited_on_every_start() {
+    both(|user| {
+        let data = scratch(user, "judge-restart").join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let acct = user.account();
+        crate::harness::chown(&data, acct.uid, acct.gid);
+        let h = || hutch(user).env("HUTCH_DATA_DIR", &data);
+        h().args([
+            "create",
+            "--name",
+            "again",
+            "-m",
+            "64m",
+            "-v",
+            &programs_volume(),
+        ])
+        .args(["--rootfs"])
+        .arg_path(crate::harness::rootfs(user))
+        .args(["/p/alloc"])
+        .run()
+        .ok();
+        for run in 0..2 {
+            let out = h().args(["start", "-a", "again"]).run();
+            assert_ne!(out.code, 0, "run {run}: {out:?}");
+            let status = h()
+                .args(["inspect", "--format", "{{.State.Report.status}}", "again"])
+                .run();
+            assert_eq!(status.ok().trim(), "memory-limit", "run {run}");
+            let by = h()
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{.State.Report.enforced_by.memory}}",
+                    "again",
+                ])
+                .run();
+            assert_eq!(by.ok().trim(), mechanisms(user)["memory"], "run {run}");
+        }
+        h().args(["rm", "again"]).run().ok();
+    });
+}
