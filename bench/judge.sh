@@ -7,56 +7,115 @@
 #                                  then drops to hutch-sub, made by
 #                                  scripts/setup-host.sh)
 #
-# hutch runs with limits on (time, memory, processes), which the others do not
-# enforce here: it is measured doing more.
+# BENCH_DIR (default /tmp/hutch-bench) holds the fixture: hutch, a busybox
+# rootfs with the static program, the extracted seccomp filters.
+#
+# What each line does (the ratios are against hutch-judge):
+#   hutch-judge    --policy judge (seccomp allowlist, no new processes, no
+#                  sockets but AF_UNIX, Landlock: / read-only, writes to /tmp
+#                  only), a cgroup with time, memory and process limits,
+#                  overlay root, all namespaces, /proc, /dev, /sys
+#   hutch-baseline the judge run with $HUTCH_BASELINE (another build), if set
+#   hutch          the same with the default policy and --userns auto
+#   bwrap          --unshare-all, read-only bind of the rootfs, /proc, /dev:
+#                  no seccomp, no Landlock, no limits
+#   bwrap+seccomp  the same plus hutch's compiled judge seccomp filters
+#   hakoniwa       its defaults (seccomp podman profile, no network ns)
+#   hakoniwa+      --unshare-all plus rlimits for CPU time and address space
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
-fix=/tmp/hutch-bench
+fix=${BENCH_DIR:-/tmp/hutch-bench}
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$fix"
     cargo build --release -q
-    install -m 0755 target/release/hutch "$fix/hutch"
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/release/hutch" "$fix/hutch"
     [ -d "$fix/rootfs" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
-    exec runuser -u hutch-sub -- env PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
+    exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" \
+        PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
 fi
 hutch=${HUTCH:-$fix/hutch}
 root=$fix/rootfs
 
+# hutch's judge filters as raw sock_filter arrays for bwrap: the seccomp
+# cache file is "HUTCHBPF", a u32 format, a u32 count, then per program a
+# u32 length and that many 8-byte instructions (struct sock_filter).
+bpf_dir=$(mktemp -d)
+trap 'rm -rf "$bpf_dir"' EXIT
+cache=$("$hutch" policy check judge | sed -n 's/.*cache: \(hit\|compiled, stored as\) \(\/.*\.bpf\)$/\2/p')
+seccomp_fds=""
+if [ -n "$cache" ] && [ -f "$cache" ]; then
+    u32() { od -An -t u4 -j "$1" -N 4 "$cache" | tr -d ' '; }
+    n=$(u32 12)
+    off=16
+    for i in $(seq 0 $((n - 1))); do
+        len=$(u32 "$off")
+        dd if="$cache" of="$bpf_dir/$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
+        off=$((off + 4 + len * 8))
+        # sh (dash) redirects single-digit descriptors only.
+        [ $((3 + i)) -le 9 ] || { seccomp_fds=""; break; }
+        seccomp_fds="$seccomp_fds --add-seccomp-fd $((3 + i)) $((3 + i))<$bpf_dir/$i"
+    done
+fi
+
 declare -A cmd
-cmd[hutch]="$hutch run --rm --rootfs $root --time-limit 2 -m 256m --pids-limit 64 /usr/bin/hello"
-cmd[bwrap]="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev /usr/bin/hello"
+limits="--time-limit 2 -m 256m --pids-limit 64"
+cmd[hutch-judge]="$hutch run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
+cmd[hutch]="$hutch run --rm --rootfs $root $limits /usr/bin/hello"
+# HUTCH_BASELINE=/path/to/an/older/hutch adds it, doing the judge run.
+if [ -n "${HUTCH_BASELINE:-}" ]; then
+    cmd[hutch-baseline]="$HUTCH_BASELINE run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
+fi
+bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
+cmd[bwrap]="$bwrap /usr/bin/hello"
+if [ -n "$seccomp_fds" ]; then
+    cmd[bwrap+seccomp]="$bwrap $seccomp_fds /usr/bin/hello"
+fi
 if command -v hakoniwa >/dev/null; then
     cmd[hakoniwa]="hakoniwa run --rootdir $root -- /usr/bin/hello"
+    cmd[hakoniwa+]="hakoniwa run --unshare-all --rootdir $root --limit-cpu 2 --limit-as 268435456 -- /usr/bin/hello"
 fi
 
 # Check each works before timing it.
 for name in "${!cmd[@]}"; do
-    out=$(${cmd[$name]} 2>&1) || { echo "$name failed: $out" >&2; unset "cmd[$name]"; continue; }
+    out=$(sh -c "${cmd[$name]}" 2>&1) || { echo "$name failed: $out" >&2; unset "cmd[$name]"; continue; }
     [ "$out" = hello ] || { echo "$name printed: $out" >&2; unset "cmd[$name]"; }
 done
 
-rate() { # name workers -> runs per second
-    local c=${cmd[$1]} start end
+# Rounds interleave the sandboxes in a shuffled order, so that load from
+# elsewhere on the machine hits them all alike.
+rounds=5
+chunk=$(( (runs + rounds - 1) / rounds ))
+declare -A ns1 ns2 fail
+timed() { # name workers -> "nanoseconds failed-runs" for one chunk
+    local c=${cmd[$1]} start end failed
     start=$(date +%s%N)
-    seq "$runs" | xargs -P "$2" -I{} sh -c "$c >/dev/null"
+    failed=$(seq "$chunk" | xargs -P "$2" -I{} sh -c "$c >/dev/null 2>&1 || echo x" | wc -l)
     end=$(date +%s%N)
-    echo $(( runs * 1000000000 / (end - start) ))
+    echo "$((end - start)) $failed"
 }
-
-declare -A r1 r2
-order=(hutch bwrap hakoniwa)
-for name in "${order[@]}"; do
-    [ -n "${cmd[$name]:-}" ] || continue
-    r1[$name]=$(rate "$name" 1)
-    r2[$name]=$(rate "$name" 2)
+order=(hutch-judge hutch-baseline hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
+for _ in $(seq "$rounds"); do
+    for name in $(printf '%s\n' "${!cmd[@]}" | shuf); do
+        for w in 1 2; do
+            read -r t f < <(timed "$name" "$w")
+            if [ "$w" = 1 ]; then ns1[$name]=$(( ${ns1[$name]:-0} + t )); else ns2[$name]=$(( ${ns2[$name]:-0} + t )); fi
+            fail[$name]=$(( ${fail[$name]:-0} + f ))
+        done
+    done
 done
-printf '%-10s %14s %14s %14s %14s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch/x (1)" "hutch/x (2)"
+declare -A r1 r2
+for name in "${!cmd[@]}"; do
+    r1[$name]=$(( chunk * rounds * 1000000000 / ns1[$name] ))
+    r2[$name]=$(( chunk * rounds * 1000000000 / ns2[$name] ))
+done
+printf '%-14s %11s %11s %18s %18s %8s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch-judge/x (1)" "hutch-judge/x (2)" failed
 for name in "${order[@]}"; do
     [ -n "${r1[$name]:-}" ] || continue
-    printf '%-10s %14s %14s %14s %14s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
-        "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch]}/${r1[$name]}}")" \
-        "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch]}/${r2[$name]}}")"
+    printf '%-14s %11s %11s %18s %18s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
+        "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch-judge]}/${r1[$name]}}")" \
+        "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")" \
+        "${fail[$name]}"
 done

@@ -65,10 +65,18 @@ time_it() {
     awk '{printf "%s %.2f\n", $1, $2 + $3}' "$bench/last.time"
 }
 
-# A fresh store for every run: an emptied tmpfs (default), or a directory
-# on the disk with BENCH_FS=disk (ext4 then slows inode allocation for a
-# while after a run's deletes: BENCH_PAUSE=SECONDS waits between runs).
+# A fresh, empty store directory for every run: on a tmpfs (default) or on
+# the disk with BENCH_FS=disk. The stores are deleted only at the end, not
+# between runs: on ext4 without a journal (this machine's root file system)
+# the inode allocator skips inodes freed within the last 60 s (360 s while
+# their inode table block is dirty), rescanning them from the start of the
+# block group for every new inode (ext4's recently_deleted()), so a run
+# right after deleting the previous run's ~30,000 files spends most of its
+# CPU time in the kernel, and measures the deletion rather than the tool.
+# BENCH_REUSE=1 reproduces that: one store directory, emptied before every
+# run (BENCH_PAUSE=SECONDS waits after emptying it).
 fs=${BENCH_FS:-tmpfs}
+reuse=${BENCH_REUSE:-0}
 pause=${BENCH_PAUSE:-0}
 # Rootless podman keeps a pause process holding its mount namespace; one
 # left from before the tmpfs was mounted would not see it.
@@ -77,13 +85,24 @@ pausefile=$bench/run-$user/libpod/tmp/pause.pid
 mountpoint -q "$bench/store" && umount "$bench/store"
 rm -rf "$bench/store"
 mkdir -p "$bench/store"
-[ "$fs" = tmpfs ] && mount -t tmpfs -o size=4g,mode=755 tmpfs "$bench/store"
+[ "$fs" = tmpfs ] && mount -t tmpfs -o size=8g,mode=755 tmpfs "$bench/store"
 chown "$user:" "$bench/store"
-clean() {
-    # As root: the stores hold files of subordinate ids.
-    find "$bench/store" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+# fresh TOOL RUN -> an empty directory for the run's store
+fresh() {
+    local dir=$bench/store/$1-$2
+    if [ "$reuse" = 1 ]; then
+        dir=$bench/store/reused
+        # As root: the stores hold files of subordinate ids.
+        rm -rf "$dir"
+        sync
+        sleep "$pause"
+    fi
+    install -d -o "$user" "$dir"
     sync
-    sleep "$pause"
+    echo "$dir"
+}
+clean() {
+    find "$bench/store" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -91,15 +110,16 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 declare -A results cpus
 tools=(hutch skopeo)
 command -v podman >/dev/null && tools+=(podman)
-# Round robin, so every tool meets the file system in the same state (ext4
-# slows down inode allocation after many deletes).
+# Round robin, so load from elsewhere hits every tool alike; `sync` before
+# each run (in fresh), so no run writes back the previous one's data (hutch
+# syncs the file system before publishing each layer; podman does not).
 for n in $(seq 1 "$runs"); do
     for tool in "${tools[@]}"; do
-        clean
+        dir=$(fresh "$tool" "$n")
         case $tool in
-            hutch) cmd="HUTCH_DATA_DIR=$bench/store/hutch $bench/hutch pull -q $ref" ;;
-            skopeo) cmd="skopeo copy -q --src-tls-verify=false docker://$ref dir:$bench/store/dir" ;;
-            podman) cmd="podman --root $bench/store/podman --runroot $bench/store/run --storage-driver overlay pull -q --tls-verify=false $ref" ;;
+            hutch) cmd="HUTCH_DATA_DIR=$dir/hutch $bench/hutch pull -q $ref" ;;
+            skopeo) cmd="skopeo copy -q --src-tls-verify=false docker://$ref dir:$dir/dir" ;;
+            podman) cmd="podman --root $dir/podman --runroot $dir/run --storage-driver overlay pull -q --tls-verify=false $ref" ;;
         esac
         read -r t c < <(time_it "$cmd")
         results[$tool]+="$t "
@@ -115,7 +135,8 @@ echo
 install -d -o "$user" "$bench/size"
 size=$(as_user "HUTCH_DATA_DIR=$bench/size $bench/hutch pull -q $ref >/dev/null && HUTCH_DATA_DIR=$bench/size $bench/hutch images" | awk 'NR==2 {print $NF}')
 rm -rf "$bench/size"
-echo "image $ref: $size unpacked, 5 layers; $runs cold runs each, store on $fs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+mode=$([ "$reuse" = 1 ] && echo "one store emptied before each run, pause ${pause}s" || echo "a fresh store dir each run")
+echo "image $ref: $size unpacked, 5 layers; $runs cold runs each, store on $fs ($mode); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A med medc
 for tool in "${tools[@]}"; do
     med[$tool]=$(echo "${results[$tool]}" | tr ' ' '\n' | grep . | median)

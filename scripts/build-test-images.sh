@@ -17,6 +17,8 @@
 #                    (uncompressed) one more file
 #   multi:latest     a manifest list: linux/amd64 -> busybox, linux/arm64 ->
 #                    an image whose only file says "arm64"
+#   web:latest       the base layer and /www/index.html; ExposedPorts 80/tcp
+#                    and 8080/tcp, Cmd busybox httpd in the foreground on 80
 #   archives         also written to DIR: busybox.oci.tar (OCI archive)
 #                    and busybox.docker.tar (docker save layout)
 set -euo pipefail
@@ -25,7 +27,7 @@ registry=${1:-127.0.0.1:5790}
 out=${2:-/tmp/hutch-registry/images}
 here=$(cd "$(dirname "$0")" && pwd)
 stamp="$out/.pushed-$(echo "$registry" | tr ':/' '__')"
-version=3
+version=4
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ]; then
     echo "build-test-images.sh: images already pushed to $registry"
     exit 0
@@ -106,6 +108,16 @@ index_single "$l" latest "$lh" "$(size "$list")"
 sed -i 's/image.manifest.v1+json","digest":"sha256:'"$lh"'/image.index.v1+json","digest":"sha256:'"$lh"'/' "$l/index.json"
 push "$l" latest multi --all
 
+# --- web: a web server that declares its ports, for -P ---
+www="$work/www"; mkdir -p "$www/www"
+echo "hello from the web image" > "$www/www/index.html"
+tar_dir "$www" "$work/www.tar"
+cp "$work/base.tar" "$work/base5.tar"
+l="$work/oci-web"; layout_init "$l"
+read -r d s < <(image "$l" "$arch" '"Cmd":["httpd","-f","-v","-p","80","-h","/www"],"ExposedPorts":{"80/tcp":{},"8080/tcp":{}}' "$work/base5.tar:gzip $work/www.tar:gzip")
+index_single "$l" latest "$d" "$s"
+push "$l" latest web
+
 chmod -R a+rX "$out"
 echo "$version" > "$stamp"
-echo "build-test-images.sh: pushed hutch/{busybox,config,layered,multi} to $registry; archives in $out"
+echo "build-test-images.sh: pushed hutch/{busybox,config,layered,multi,web} to $registry; archives in $out"

@@ -15,6 +15,7 @@ packages=(
     tmux util-linux procps                            # tty tests (script, tmux)
     gcc libc6-dev                                     # the static probe program
     docker-registry skopeo apache2-utils openssl curl zstd   # image tests: local registries
+    libcap2-bin tar                                   # image tests: a layer made with setcap + tar --xattrs
     podman                                            # hutch-runtime tests: a real OCI client
 )
 missing=()

@@ -13,6 +13,11 @@ fn main() {
     {
         hutch::container::supervisor::main();
     }
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(hutch::net::forward::MODE))
+    {
+        hutch::net::forward::main();
+    }
     let cli = match hutch::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

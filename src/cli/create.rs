@@ -1,23 +1,27 @@
 //! `hutch create` (and `hutch run -d`): record a container from `run`'s
 //! options, then (for `run -d`) start it in the background.
 
+use std::path::{Path, PathBuf};
+
 use crate::cli::run::{build_spec, parse_size, RunArgs};
 use crate::container::process::ProcId;
 use crate::container::record::{self, LogConfig};
-use crate::container::{supervisor, time, Config, ContainerError, Store};
+use crate::container::{supervisor, time, Config, ContainerError, Status, Store};
 use crate::sandbox::{spawn::Exit, Spec};
 
 pub fn create(args: RunArgs) -> anyhow::Result<i32> {
-    let (_, config) = create_container(&args)?;
+    let report = detached_report(&args)?;
+    let (_, config) = create_container(&args, report)?;
     println!("{}", config.id);
     Ok(0)
 }
 
 /// `run -d`: create, start, print the id once the workload runs.
 pub fn run_detached(args: RunArgs) -> anyhow::Result<i32> {
-    let (store, config) = create_container(&args)?;
+    let report = detached_report(&args)?;
+    let (store, config) = create_container(&args, report)?;
     let mut c = store.open_locked(&config.id)?;
-    if let Err(e) = supervisor::launch(&mut c) {
+    if let Err(e) = supervisor::launch(&mut c, None) {
         if c.config.auto_remove {
             let _ = store.remove(&c);
         }
@@ -27,63 +31,132 @@ pub fn run_detached(args: RunArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A container `hutch run` (without `-d`) runs in the foreground.
+/// A container `hutch run` (without `-d`) runs in the foreground. Its
+/// state is updated from the config made here, never read back: a record
+/// is kept for every foreground run, and judges make many.
 pub struct Attached {
     store: Store,
-    id: String,
+    config: Config,
 }
 
-/// The Spec for a foreground `run`. A container that is kept (no `--rm`)
-/// is recorded, as Docker does, and shown running with this process as its
-/// supervisor: `stop` and `kill` signal it, and it forwards them.
+/// The Spec for a foreground `run`. The container is recorded, as Docker
+/// does (with `--rm` only while it runs), and shown running with this
+/// process as its supervisor: `stop` and `kill` signal it, `exec` joins it,
+/// and `ps` lists it. Runs on the host's root (`run host`) are not
+/// containers and are not recorded.
 pub fn foreground_spec(args: &RunArgs) -> anyhow::Result<(Spec, Option<Attached>)> {
     let host = args.rootfs.is_none() && args.args.first().is_some_and(|a| a == "host");
-    if args.rm || host {
+    if host {
         return Ok((build_spec(args)?, None));
     }
-    let (store, config) = create_container(args)?;
-    let mut c = store.open_locked(&config.id)?;
-    let me = ProcId::me().ok_or_else(|| {
-        ContainerError::io(
+    let (store, config) = create_container(args, None)?;
+    let spec = config.spec.clone();
+    let attached = Attached { store, config };
+    let Some(me) = ProcId::me() else {
+        let e = ContainerError::io(
             "cannot read",
             "/proc/self/stat",
             std::io::ErrorKind::NotFound.into(),
-        )
-    })?;
-    c.state.started(None, me, time::now());
-    c.save()?;
-    Ok((
-        config.spec,
-        Some(Attached {
-            store,
-            id: config.id,
-        }),
-    ))
+        );
+        let _ = attached.finish(Err(e.to_string()));
+        return Err(e.into());
+    };
+    let recorded = attached.store.update_own(&attached.config, |s| {
+        s.started(None, me, time::now());
+        true
+    });
+    if let Err(e) = recorded {
+        let _ = attached.finish(Err(e.to_string()));
+        return Err(e.into());
+    }
+    Ok((spec, Some(attached)))
 }
 
 impl Attached {
-    /// Record how the foreground run ended.
+    /// Record the sandbox's init once the workload runs: from then on the
+    /// container is like a supervised one (`exec` finds its namespaces
+    /// through init, checked by its start time).
+    pub fn started(&self, init_pid: i32) {
+        let Some(init) = ProcId::of(init_pid) else {
+            return;
+        };
+        // Without it exec refuses ("not started yet"); the run goes on.
+        let _ = self.store.update_own(&self.config, |s| {
+            if s.status == Status::Running {
+                s.init = Some(init);
+            }
+            true
+        });
+    }
+
+    /// Record how the foreground run ended, or remove an `--rm` container.
     pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
-        let mut c = self.store.open_locked(&self.id)?;
-        match exit {
-            Ok(e) => {
-                let signal = match e {
-                    Exit::Signaled(s) => Some(s),
-                    Exit::Exited(_) => None,
-                };
-                c.state.exited(Some(e.code()), signal, time::now());
+        let keep = !self.config.auto_remove;
+        self.store.update_own(&self.config, |s| {
+            match exit {
+                Ok(e) => {
+                    let signal = match e {
+                        Exit::Signaled(sig) => Some(sig),
+                        Exit::Exited(_) => None,
+                    };
+                    s.exited(Some(e.code()), signal, time::now());
+                }
+                Err(reason) => {
+                    s.exited(None, None, time::now());
+                    s.error = Some(reason);
+                }
             }
-            Err(reason) => {
-                c.state.exited(None, None, time::now());
-                c.state.error = Some(reason);
-            }
-        }
-        c.save()
+            keep
+        })
     }
 }
 
-/// Build the Spec and record the container (state `created`).
-pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
+/// The judge's options of a container that runs detached: its supervisor
+/// enforces the limits and writes `--report FILE` (returned, absolute)
+/// when the workload exits. The options that need the caller's own
+/// descriptors are refused, never ignored.
+fn detached_report(args: &RunArgs) -> Result<Option<PathBuf>, ContainerError> {
+    let l = &args.limits;
+    let refuse = |flag, hint| Err(ContainerError::ForegroundOnly { flag, hint });
+    if l.report_fd.is_some() {
+        return refuse(
+            "--report-fd",
+            "use --report FILE, which the supervisor writes when the container exits",
+        );
+    }
+    if l.stdin_file.is_some() {
+        return refuse(
+            "--stdin",
+            "run it in the foreground, or create it with -i and feed it with `hutch start -ai` or `hutch attach`",
+        );
+    }
+    if l.stdout_file.is_some() || l.stderr_file.is_some() {
+        return refuse(
+            "--stdout/--stderr",
+            "a detached container's output is in its log: `hutch logs`",
+        );
+    }
+    let Some(path) = &l.report else {
+        return Ok(None);
+    };
+    let abs =
+        std::path::absolute(path).map_err(|e| ContainerError::io("cannot resolve", path, e))?;
+    if !abs.parent().is_some_and(Path::is_dir) {
+        return Err(ContainerError::io(
+            "cannot write the report to",
+            abs,
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
+    Ok(Some(abs))
+}
+
+/// Build the Spec and record the container (state `created`); `report` is
+/// where its supervisor writes the judge's report.
+pub fn create_container(
+    args: &RunArgs,
+    report: Option<PathBuf>,
+) -> anyhow::Result<(Store, Config)> {
     let store = Store::open()?;
     let log = log_config(&args.log_opt)?;
     let stop_signal = match &args.stop_signal {
@@ -139,6 +212,7 @@ pub fn create_container(args: &RunArgs) -> anyhow::Result<(Store, Config)> {
         stop_signal,
         stop_timeout: args.stop_timeout.unwrap_or(10),
         log,
+        report,
         spec,
     };
     if let Err(e) = store.create(&mut config) {

@@ -83,7 +83,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<i32> {
             (Status::Running, Some(init)) => (c.config.spec.clone(), init),
             (Status::Running, None) => {
                 return Err(failed(format!(
-                    "container {} runs in the foreground of `hutch run` (hint: exec needs a container started with `run -d` or `start`)",
+                    "container {} has not started its workload yet (hint: try again in a moment)",
                     c.config.name
                 )))
             }

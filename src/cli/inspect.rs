@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Failed;
 use crate::container::store::Container;
-use crate::container::{log, time, Status, Store};
+use crate::container::{log, supervisor, time, Status, Store};
 use crate::sandbox::spec::{Mount, UpperDir};
 
 #[derive(Debug, Args)]
@@ -114,6 +114,8 @@ pub fn document(c: &Container) -> Value {
             "FinishedAt": stamp(st.finished_at),
             "SupervisorPid": st.supervisor.map_or(0, |p| p.pid),
             "LogError": log::trouble(&c.dir).map(|t| format!("{} line(s) dropped since {}: {}", t.dropped, t.since, t.error)).unwrap_or_default(),
+            // The judge's report of the last run, with limits (`--report`).
+            "Report": std::fs::read(c.dir.join(supervisor::REPORT)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         },
         "Image": cfg.image.clone().unwrap_or_else(|| cfg.image_display.clone()),
         "LogPath": c.dir.join(log::LOG),
@@ -128,7 +130,13 @@ pub fn document(c: &Container) -> Value {
                 "max-file": cfg.log.max_file.to_string(),
             }},
             "UsernsMode": if spec.idmap.use_helpers { "auto" } else { "single" },
+            "NetworkMode": spec.network.describe(),
+            // The host ports are chosen at create time (-P too) and kept
+            // across restarts, so the bindings are the published ports.
+            "PortBindings": spec.network.ports_json(),
+            "PublishAllPorts": spec.network.publish_all,
         },
+        "NetworkSettings": {"Ports": spec.network.ports_json()},
         "GraphDriver": {"Name": "overlay", "Data": upper},
         "Mounts": mounts,
         "Config": {

@@ -189,16 +189,14 @@ impl LimitArgs {
 
     /// Write `report` where the flags say (atomically for a file).
     pub fn write_report(&self, report: &Report) -> Result<(), JudgeArgsError> {
-        let mut json = serde_json::to_vec_pretty(report).unwrap_or_default();
-        json.push(b'\n');
+        let json = report.to_json();
         if let Some(path) = &self.report {
-            let err = |source| JudgeArgsError::Report {
-                to: path.display().to_string(),
-                source,
-            };
-            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-            std::fs::write(&tmp, &json).map_err(err)?;
-            std::fs::rename(&tmp, path).map_err(err)?;
+            report
+                .write_file(path)
+                .map_err(|source| JudgeArgsError::Report {
+                    to: path.display().to_string(),
+                    source,
+                })?;
         }
         if let Some(fd) = self.report_fd {
             // SAFETY: the caller handed us this descriptor for the report;

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod attach;
 pub mod create;
 pub mod exec;
 pub mod image;
@@ -49,6 +50,8 @@ pub enum Command {
     Create(Box<run::RunArgs>),
     /// Start one or more created or exited containers
     Start(start::StartArgs),
+    /// Attach to a running container's output (and stdin)
+    Attach(attach::AttachArgs),
     /// Stop one or more running containers (StopSignal, then SIGKILL)
     Stop(stop::StopArgs),
     /// Send a signal to one or more running containers
@@ -95,6 +98,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(*args),
         Command::Create(args) => create::create(*args),
         Command::Start(args) => start::start(args),
+        Command::Attach(args) => attach::attach(args),
         Command::Stop(args) => stop::stop(args),
         Command::Kill(args) => kill::kill(args),
         Command::Restart(args) => restart::restart(args),

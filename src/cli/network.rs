@@ -6,7 +6,7 @@ use crate::net::{NetError, NetworkSpec};
 
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// none (loopback only), private (pasta, else slirp4netns), slirp4netns[:OPTS], pasta[:OPTS], host
+    /// none (loopback only), private (slirp4netns, else pasta), slirp4netns[:OPTS], pasta[:OPTS], host
     #[arg(
         long = "network",
         alias = "net",
@@ -43,7 +43,8 @@ impl NetworkArgs {
                 publish.push(format!("{}:{n}/{proto}", free_host_port(proto)?));
             }
         }
-        let spec = NetworkSpec::parse(&self.network, &publish, &self.dns, &self.add_host)?;
+        let mut spec = NetworkSpec::parse(&self.network, &publish, &self.dns, &self.add_host)?;
+        spec.publish_all = self.publish_all;
         spec.check()?;
         if !spec.private_namespace() {
             eprintln!("hutch: warning: --network host: the sandbox shares the host's network and is not network-isolated");

@@ -75,7 +75,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<i32> {
                     quoted_command(c, !args.no_trunc),
                     format!("{} ago", time::human(time::since(c.created, now))),
                     status_text(s, now),
-                    String::new(),
+                    c.spec.network.ports_text(),
                     c.name.clone(),
                 ]);
             }
@@ -135,7 +135,7 @@ fn json_row(c: &Config, s: &State, now: Nanos, no_trunc: bool) -> serde_json::Va
         "Mounts": "",
         "Names": c.name,
         "Networks": "",
-        "Ports": "",
+        "Ports": c.spec.network.ports_text(),
         "RunningFor": format!("{} ago", time::human(time::since(c.created, now))),
         "Size": "",
         "State": s.status.as_str(),

@@ -45,10 +45,11 @@ impl SecurityArgs {
         Ok(choice)
     }
 
-    /// Load, validate and compile the chosen policy, before any clone, and
-    /// say on stderr what it does not enforce.
+    /// Load, validate and compile the chosen policy (or find it resolved
+    /// in the cache), before any clone, and say on stderr what it does not
+    /// enforce.
     pub fn resolve(&self) -> Result<Policy, PolicyError> {
-        let policy = Policy::resolve(&self.choice()?)?;
+        let policy = Policy::resolve_cached(&self.choice()?)?;
         for w in &policy.warnings {
             eprintln!("hutch: warning: {w}");
         }

@@ -1,13 +1,16 @@
-//! `hutch start [-a] NAME...`: start created or exited containers in the
-//! background. An exited container starts again on the same writable
-//! layer, so what it wrote survives stop and start, as in Docker.
+//! `hutch start [-a] [-i] NAME...`: start created or exited containers in
+//! the background. An exited container starts again on the same writable
+//! layer, so what it wrote survives stop and start, as in Docker. With `-a`
+//! (or `-i`, which also forwards stdin) hutch stays attached to the one
+//! container it starts and returns its exit status.
 
-use std::io::{Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use clap::Args;
 
 use crate::cli::{each, failed};
-use crate::container::{log, supervisor, ContainerError, Status, Store};
+use crate::container::attach::{self, ClientOptions, Ended};
+use crate::container::{supervisor, ContainerError, Status, Store};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -15,7 +18,7 @@ pub struct StartArgs {
     #[arg(short = 'a', long = "attach")]
     pub attach: bool,
 
-    /// Attach the container's stdin (not supported for background containers yet)
+    /// Attach the container's stdin too (it must have been created with -i)
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
 
@@ -25,16 +28,11 @@ pub struct StartArgs {
 
 pub fn start(args: StartArgs) -> anyhow::Result<i32> {
     let store = Store::open()?;
-    if args.interactive {
-        return Err(failed(
-            "start -i: attaching stdin to a background container is not supported yet (hint: `hutch exec -i CONTAINER CMD`, or `hutch run -i` in the foreground)",
-        ));
-    }
-    if args.attach {
+    if args.attach || args.interactive {
         if args.containers.len() != 1 {
-            return Err(failed("start -a takes exactly one container"));
+            return Err(failed("start -a and start -i take exactly one container"));
         }
-        return start_attached(&store, &args.containers[0]).map_err(failed);
+        return start_attached(&store, &args.containers[0], args.interactive).map_err(failed);
     }
     each(&args.containers, |name| start_one(&store, name))
 }
@@ -45,29 +43,95 @@ pub fn start_one(store: &Store, name: &str) -> Result<(), ContainerError> {
     if c.state.status == Status::Running {
         return Ok(());
     }
-    supervisor::launch(&mut c)
+    supervisor::launch(&mut c, None)
 }
 
-/// Start and follow the output until the container ends; its exit code
-/// becomes ours.
-fn start_attached(store: &Store, name: &str) -> Result<i32, ContainerError> {
-    let id = store.resolve(name)?;
-    let dir = store.container_dir(&id);
-    // Everything already in the log is from earlier runs: skip it.
-    let mut current = log::open_current(&dir);
-    if let Some(f) = &mut current {
-        let _ = f.seek(SeekFrom::End(0));
+/// Start `name` with this process attached from the first byte of output
+/// (a running container is attached to as it is), until it exits: its exit
+/// code becomes ours.
+fn start_attached(store: &Store, name: &str, stdin: bool) -> Result<i32, ContainerError> {
+    let mut c = store.open_locked(name)?;
+    let opts = options(&c.config, stdin)?;
+    let sock = if c.state.status == Status::Running {
+        connect(&c.config.id, name)?
+    } else {
+        let (ours, theirs) = socket_pair()
+            .map_err(|e| ContainerError::io("cannot create an attach socket for", name, e))?;
+        supervisor::launch(&mut c, Some(&theirs))?;
+        ours
+    };
+    drop(c);
+    // Not held while attached: the supervisor takes the lock to record the exit.
+    session(store, name, sock, opts)
+}
+
+/// What an attached client forwards to container `config`.
+pub fn options(
+    config: &crate::container::Config,
+    stdin: bool,
+) -> Result<ClientOptions, ContainerError> {
+    let process = &config.spec.process;
+    if stdin && !process.stdin {
+        return Err(ContainerError::NoStdin(config.name.clone()));
     }
-    start_one(store, &id)?;
-    let pidfd = store.read_state(&id)?.supervisor.and_then(|p| p.open());
-    log::follow(
-        &dir,
-        current,
-        Vec::new(),
-        pidfd.as_ref(),
-        &log::Show::default(),
-    )
-    .map_err(|e| ContainerError::io("cannot follow the log of", &dir, e))?;
-    let state = store.open_locked(&id)?.state;
-    Ok(state.exit_code.unwrap_or(crate::sandbox::error::EXIT_HUTCH))
+    Ok(ClientOptions {
+        stdin,
+        tty: process.terminal,
+        sig_proxy: true,
+    })
+}
+
+/// Connect to a running container's attach socket.
+pub fn connect(id: &str, name: &str) -> Result<OwnedFd, ContainerError> {
+    attach::connect(id).map_err(|e| {
+        ContainerError::io(
+            "cannot attach to",
+            format!(
+                "container {name} (only containers started with `run -d` or `start` have an attach socket)"
+            ),
+            e,
+        )
+    })
+}
+
+/// Run the attached session; the container's exit code, 0 when the user
+/// detached.
+pub fn session(
+    store: &Store,
+    name: &str,
+    sock: OwnedFd,
+    opts: ClientOptions,
+) -> Result<i32, ContainerError> {
+    let ended = attach::client(sock, opts)
+        .map_err(|e| ContainerError::io("cannot relay the stdio of", name, e))?;
+    match ended {
+        Ended::Exited(code) => Ok(code),
+        Ended::Detached => Ok(0),
+        Ended::Lost => {
+            // The supervisor died: the record says so once reconciled.
+            let state = store.open_locked(name).map(|c| c.state).ok();
+            Err(ContainerError::Lost {
+                name: name.to_string(),
+                reason: state
+                    .and_then(|s| s.error)
+                    .unwrap_or_else(|| "its supervisor closed the connection".into()),
+            })
+        }
+    }
+}
+
+fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two descriptors into a valid array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    crate::sandbox::sys::check(r as libc::c_long)?;
+    // SAFETY: two fresh descriptors owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -2,9 +2,10 @@
 //! guarded transitions (`state`), where both live on disk and how they are
 //! locked and written (`store`), the supervisor that holds a running
 //! container (`supervisor`), its json-file log (`log`), removal of files
-//! owned by subordinate ids (`remove`) and joining a running container
-//! (`exec`).
+//! owned by subordinate ids (`remove`), joining a running container
+//! (`exec`) and attaching to a detached one's stdio (`attach`).
 
+pub mod attach;
 pub mod exec;
 pub mod log;
 pub mod ops;
@@ -36,6 +37,15 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} was made without -i: its stdin is /dev/null (hint: create it with -i to attach stdin, or leave out -i to attach its output only)")]
+    NoStdin(String),
+    #[error("lost container {name}: {reason}")]
+    Lost { name: String, reason: String },
+    #[error("{flag} applies to a run in the foreground; a detached or created container has no terminal or caller to give it to (hint: {hint})")]
+    ForegroundOnly {
+        flag: &'static str,
+        hint: &'static str,
+    },
     #[error("cannot start container {name}: {reason}")]
     Start {
         name: String,

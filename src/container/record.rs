@@ -44,6 +44,10 @@ pub struct Config {
     /// Seconds `stop` waits before SIGKILL, unless `-t` says otherwise.
     pub stop_timeout: u64,
     pub log: LogConfig,
+    /// Where the supervisor writes the judge's report when the workload
+    /// exits (`--report FILE`, made absolute at create).
+    #[serde(default)]
+    pub report: Option<std::path::PathBuf>,
     pub spec: Spec,
 }
 

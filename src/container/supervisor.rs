@@ -7,33 +7,49 @@
 //!
 //! The supervisor clones the sandbox, so it is the sandbox init's parent:
 //! init has a parent-death signal, and if the supervisor is killed the
-//! whole sandbox dies with it. It holds the workload's stdout and stderr,
-//! writes the json-file log, waits on the pidfd, records the exit status
-//! and the finish time, and removes `--rm` containers.
+//! whole sandbox dies with it. It holds the workload's stdout and stderr
+//! (and, with `-i`, its stdin), writes the json-file log, serves attached
+//! clients (see `attach`), enforces the limits the kernel cannot (wall
+//! time, output, the watchdog's; see `sandbox::enforce`) and writes the
+//! judge's report, waits on the pidfd, records the exit status and the
+//! finish time, and removes `--rm` containers. It is one thread and one
+//! poll loop.
 //!
 //! The command that starts it learns the outcome on a pipe (fd 3 in the
-//! supervisor): one JSON [`Report`], then EOF.
+//! supervisor): one JSON [`Report`], then EOF. `start -a` hands it a
+//! connected attach socket as fd 4 (`$HUTCH_SUPERVISE_ATTACHED`), attached
+//! before the workload starts.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::attach::{self, STDERR, STDOUT};
 use super::log::{self, Writer};
 use super::process::ProcId;
 use super::store::{self, Container, Store};
 use super::{time, Config, ContainerError};
-use crate::sandbox::spawn::{self, Exit, Stdio};
+use crate::sandbox::enforce::Watch;
+use crate::sandbox::report::{Outcome, Report as JudgeReport};
+use crate::sandbox::spawn::{self, Exit, Running, Stdio};
 use crate::sandbox::sys;
 
 /// The argument that selects the supervisor mode of the hutch binary.
 pub const MODE: &str = "__supervise";
 /// The environment variable that names the container's directory.
 pub const DIR_ENV: &str = "HUTCH_SUPERVISE_DIR";
+/// Set when fd 4 is an attached client's socket.
+const ATTACHED_ENV: &str = "HUTCH_SUPERVISE_ATTACHED";
 /// The supervisor's end of the report pipe.
 const REPORT_FD: RawFd = 3;
+/// A client attached from the start (`start -a`).
+const ATTACHED_FD: RawFd = 4;
+/// The judge's report of the last run, in the container's directory.
+pub const REPORT: &str = "report.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Report {
@@ -42,10 +58,13 @@ enum Report {
 }
 
 /// Start the (locked) container `c`: launch its supervisor, wait until the
-/// workload runs or could not start, and record the outcome.
-pub fn launch(c: &mut Container) -> Result<(), ContainerError> {
+/// workload runs or could not start, and record the outcome. `attached`,
+/// one end of a connected socket, becomes a client of the supervisor
+/// before the workload starts.
+pub fn launch(c: &mut Container, attached: Option<&OwnedFd>) -> Result<(), ContainerError> {
     let dir = c.dir.clone();
-    let report = spawn_supervisor(&dir).and_then(|fd| read_report(&fd));
+    let report =
+        spawn_supervisor(&dir, attached.map(|f| f.as_raw_fd())).and_then(|fd| read_report(&fd));
     match report {
         Ok(Report::Started { init, supervisor }) => {
             c.state.started(Some(init), supervisor, time::now());
@@ -92,10 +111,11 @@ fn read_report(fd: &OwnedFd) -> Result<Report, ContainerError> {
     })
 }
 
-/// Fork, setsid, fork again and exec `hutch __supervise` (DIR in its environment) with the
-/// report pipe's write end as fd 3 and /dev/null as stdio. Returns the
-/// report pipe's read end. The caller must be single-threaded.
-fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
+/// Fork, setsid, fork again and exec `hutch __supervise` (DIR in its
+/// environment) with the report pipe's write end as fd 3, `attached` as fd
+/// 4 and /dev/null as stdio. Returns the report pipe's read end. The caller
+/// must be single-threaded.
+fn spawn_supervisor(dir: &Path, attached: Option<RawFd>) -> Result<OwnedFd, ContainerError> {
     let fail = |what, e| ContainerError::io(what, dir, e);
     // Everything the children need is built before fork. /proc/self/exe
     // is this very binary even if its file was replaced meanwhile.
@@ -108,7 +128,7 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
     // is a clone of the supervisor, and its command line (world-readable
     // as /proc/1/cmdline inside) must not tell the workload host paths.
     let mut env_c = Vec::new();
-    for (k, v) in std::env::vars_os().filter(|(k, _)| k != DIR_ENV) {
+    for (k, v) in std::env::vars_os().filter(|(k, _)| k != DIR_ENV && k != ATTACHED_ENV) {
         let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());
@@ -117,6 +137,9 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
     let mut dir_kv = format!("{DIR_ENV}=").into_bytes();
     dir_kv.extend_from_slice(dir.as_os_str().as_bytes());
     env_c.push(c(&dir_kv)?);
+    if attached.is_some() {
+        env_c.push(c(format!("{ATTACHED_ENV}=1").as_bytes())?);
+    }
     let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
         v.iter()
             .map(|a| a.as_ptr())
@@ -148,11 +171,18 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
             if null < 0 {
                 libc::_exit(125);
             }
+            // Out of the way of the fds it goes to.
+            let attached = attached.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
             for fd in 0..3 {
                 libc::dup2(null, fd);
             }
             // dup2 clears close-on-exec on the copy.
             libc::dup2(report_w.as_raw_fd(), REPORT_FD);
+            if let Some(fd) = attached {
+                if fd < 0 || libc::dup2(fd, ATTACHED_FD) < 0 {
+                    libc::_exit(125);
+                }
+            }
             libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
@@ -168,14 +198,20 @@ fn spawn_supervisor(dir: &Path) -> Result<OwnedFd, ContainerError> {
 /// directory in `$HUTCH_SUPERVISE_DIR`. Never returns.
 pub fn main() -> ! {
     let dir = PathBuf::from(std::env::var_os(DIR_ENV).unwrap_or_default());
+    let attached = std::env::var_os(ATTACHED_ENV).is_some();
     // Single-threaded: nothing reads the environment concurrently.
     std::env::remove_var(DIR_ENV);
+    std::env::remove_var(ATTACHED_ENV);
     let dir = dir.as_path();
     // SAFETY: fd 3 was set up by spawn_supervisor and is ours alone.
     let report = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
-    // SAFETY: fcntl on our own descriptor.
-    unsafe { libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let code = match supervise(dir, report) {
+    // SAFETY: fd 4, when announced, was set up by spawn_supervisor too.
+    let attached = attached.then(|| unsafe { OwnedFd::from_raw_fd(ATTACHED_FD) });
+    for fd in [REPORT_FD, ATTACHED_FD] {
+        // SAFETY: fcntl on our own descriptors (a closed one fails harmlessly).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let code = match supervise(dir, report, attached) {
         Ok(()) => 0,
         Err(_) => 1,
     };
@@ -189,7 +225,7 @@ fn send(report: &OwnedFd, r: &Report) {
     }
 }
 
-fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
+fn supervise(dir: &Path, report: OwnedFd, attached: Option<OwnedFd>) -> Result<(), ContainerError> {
     let failed = |report: &OwnedFd, reason: String, code: i32| {
         send(report, &Report::Failed { reason, code });
     };
@@ -200,34 +236,61 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
             return Err(e);
         }
     };
-    let pipes = (|| {
+    let process = &config.spec.process;
+    // `-i` without `-t`: the workload's stdin is a pipe this process
+    // writes what attached clients send into. With `-t` it is the pty.
+    let wants_stdin_pipe = process.stdin && !process.terminal;
+    let setup = (|| {
         Ok::<_, std::io::Error>((
             sys::pipe()?,
             sys::pipe()?,
-            std::fs::File::open("/dev/null")?,
+            if wants_stdin_pipe {
+                let (r, w) = sys::pipe()?;
+                (r, Some(w))
+            } else {
+                (OwnedFd::from(std::fs::File::open("/dev/null")?), None)
+            },
+            attach::listen(&config.id)?,
         ))
     })();
-    let ((out_r, out_w), (err_r, err_w), null) = match pipes {
+    let ((out_r, out_w), (err_r, err_w), (stdin_r, stdin_w), listener) = match setup {
         Ok(p) => p,
         Err(e) => {
-            failed(&report, format!("cannot create the output pipes: {e}"), 125);
-            return Err(ContainerError::io("cannot create pipes for", dir, e));
+            failed(
+                &report,
+                format!("cannot set up the container's stdio and attach socket: {e}"),
+                125,
+            );
+            return Err(ContainerError::io("cannot set up stdio for", dir, e));
         }
     };
+    // The last run's report is no longer true.
+    let _ = std::fs::remove_file(dir.join(REPORT));
     let mut writer = Writer::open(dir, config.log);
     let stdio = Stdio {
-        stdin: null.as_raw_fd(),
+        stdin: stdin_r.as_raw_fd(),
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
     };
+    // A kept container's last run removed its cgroup: make it again, with
+    // its limits, before anything joins it.
+    let cgroup = config.spec.limits.cgroup.as_ref().map(|cg| cg.make());
+    if let Some(Err(e)) = cgroup {
+        attach::unlink(&config.id);
+        let e = crate::sandbox::SandboxError::Limits(e.into());
+        failed(&report, e.to_string(), e.exit_code());
+        return Err(e.into());
+    }
+    let started_at = Instant::now();
     let mut running = match spawn::start(&config.spec, stdio) {
         Ok(r) => r,
         Err(e) => {
+            attach::unlink(&config.id);
             failed(&report, e.to_string(), e.exit_code());
             return Err(e.into());
         }
     };
-    drop((out_w, err_w, null));
+    drop((out_w, err_w, stdin_r));
     let init = ProcId::of(running.pid);
     let me = ProcId::me();
     match (init, me) {
@@ -244,15 +307,386 @@ fn supervise(dir: &Path, report: OwnedFd) -> Result<(), ContainerError> {
     drop(report);
     shed_memory();
 
-    // With -t the workload writes to its pty: the master is its stdout.
-    let out_r = running.console.take().unwrap_or(out_r);
-    pump(&running.pidfd, [out_r, err_r], &mut writer);
-    let exit = running.wait();
+    // With -t the workload reads and writes its pty: the master is its
+    // stdout, and its stdin.
+    let console = running.console.take();
+    let stdin_w = match &console {
+        Some(master) => master.try_clone().ok(),
+        None => stdin_w,
+    };
+    let master = console.as_ref().map(|m| m.as_raw_fd());
+    let out_r = console.unwrap_or(out_r);
+    let mut session = Session {
+        watch: Watch::new(&config.spec.limits, started_at),
+        outputs: [Output::new(out_r, STDOUT), Output::new(err_r, STDERR)],
+        log: &mut writer,
+        stdin: stdin_w,
+        stdin_pending: Vec::new(),
+        stdin_closing: false,
+        master,
+        listener,
+        clients: attached.map(Client::new).into_iter().collect(),
+    };
+    session.run(&running);
+    let Session {
+        watch, mut clients, ..
+    } = session;
+    let outcome = watch.finish(running);
     drop(writer);
+    attach::unlink(&config.id);
     if let Some(cg) = &config.spec.limits.cgroup {
         cg.remove();
     }
-    record_exit(dir, exit)
+    write_reports(dir, &config, &outcome);
+    let recorded = record_exit(dir, outcome.exit);
+    // Attached clients learn the exit code once it is recorded: after
+    // `start -a` returns, `inspect` says exited.
+    let code = outcome.exit.code().to_le_bytes();
+    for c in &mut clients {
+        attach::push_frame(&mut c.out, attach::EXIT, &code);
+        attach::set_blocking(c.fd.as_raw_fd(), true);
+        let _ = attach::send_some(c.fd.as_raw_fd(), &mut c.out);
+    }
+    recorded
+}
+
+/// The report of a run with judge limits: `report.json` in the container's
+/// directory (`inspect` shows it as State.Report) and the `--report` file.
+fn write_reports(dir: &Path, config: &Config, outcome: &Outcome) {
+    let limits = &config.spec.limits;
+    if limits.limits.is_empty() && config.report.is_none() {
+        return;
+    }
+    let report = JudgeReport::from_outcome(outcome, limits);
+    let _ = report.write_file(&dir.join(REPORT));
+    if let Some(path) = &config.report {
+        // Nobody is there to tell: a failure shows as the missing file.
+        let _ = report.write_file(path);
+    }
+}
+
+/// One stream of the workload's output.
+struct Output {
+    fd: OwnedFd,
+    kind: u8,
+    open: bool,
+    /// The start of a line not yet ended.
+    partial: Vec<u8>,
+}
+
+impl Output {
+    fn new(fd: OwnedFd, kind: u8) -> Output {
+        // SAFETY: fcntl on our own descriptor.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        Output {
+            fd,
+            kind,
+            open: true,
+            partial: Vec::new(),
+        }
+    }
+
+    fn stream(&self) -> &'static str {
+        if self.kind == STDERR {
+            "stderr"
+        } else {
+            "stdout"
+        }
+    }
+
+    /// Log `data`, whole lines at a time (and over-long lines in pieces).
+    fn log(&mut self, data: &[u8], log: &mut Writer) {
+        let stream = self.stream();
+        let p = &mut self.partial;
+        p.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(nl) = p[start..].iter().position(|&b| b == b'\n') {
+            log.write(stream, &p[start..start + nl + 1]);
+            start += nl + 1;
+        }
+        p.drain(..start);
+        while p.len() >= log::MAX_LINE {
+            log.write(stream, &p[..log::MAX_LINE]);
+            p.drain(..log::MAX_LINE);
+        }
+    }
+
+    fn close(&mut self, log: &mut Writer) {
+        self.open = false;
+        if !self.partial.is_empty() {
+            log.write(self.stream(), &self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// An attached client: what is still to be sent to it, and what it sent.
+struct Client {
+    fd: OwnedFd,
+    out: Vec<u8>,
+    frames: attach::Frames,
+}
+
+impl Client {
+    fn new(fd: OwnedFd) -> Client {
+        attach::set_blocking(fd.as_raw_fd(), false);
+        Client {
+            fd,
+            out: Vec::new(),
+            frames: attach::Frames::default(),
+        }
+    }
+}
+
+/// The supervisor's loop: the workload's output to the log and to attached
+/// clients, the clients' input to the workload, and the limits.
+struct Session<'a> {
+    watch: Watch<'a>,
+    outputs: [Output; 2],
+    log: &'a mut Writer,
+    /// The workload's stdin (a pipe, or the pty master), when it has one.
+    stdin: Option<OwnedFd>,
+    /// Input not yet taken by the workload: clients are not read meanwhile.
+    stdin_pending: Vec<u8>,
+    /// A client ended its input: close stdin once the pending input is in.
+    stdin_closing: bool,
+    master: Option<RawFd>,
+    listener: OwnedFd,
+    clients: Vec<Client>,
+}
+
+/// How long the supervisor waits, once the workload has ended, on a client
+/// that does not read what is left to send it.
+const STALLED_CLIENT_MS: i32 = 10_000;
+
+impl Session<'_> {
+    fn run(&mut self, running: &Running) {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut ended = false;
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        while self.outputs.iter().any(|o| o.open) {
+            // Back-pressure, as Docker's attach: while a client has not
+            // taken the last output, no more is read from the workload.
+            let clients_behind = self.clients.iter().any(|c| !c.out.is_empty());
+            let stdin_busy = !self.stdin_pending.is_empty();
+            fds.clear();
+            fds.push(poll_fd(
+                if ended { -1 } else { running.pidfd.as_raw_fd() },
+                libc::POLLIN,
+            ));
+            fds.push(poll_fd(self.listener.as_raw_fd(), libc::POLLIN));
+            let stdin_fd = self.stdin.as_ref().filter(|_| stdin_busy);
+            fds.push(poll_fd(
+                stdin_fd.map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLOUT,
+            ));
+            for o in &self.outputs {
+                let fd = if o.open && !clients_behind {
+                    o.fd.as_raw_fd()
+                } else {
+                    -1
+                };
+                fds.push(poll_fd(fd, libc::POLLIN));
+            }
+            for c in &self.clients {
+                let mut events = if stdin_busy { 0 } else { libc::POLLIN };
+                if !c.out.is_empty() {
+                    events |= libc::POLLOUT;
+                }
+                fds.push(poll_fd(c.fd.as_raw_fd(), events));
+            }
+            let timeout = if ended {
+                STALLED_CLIENT_MS
+            } else {
+                self.watch.timeout_ms()
+            };
+            // SAFETY: a valid array of pollfds of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue;
+            }
+            if n == 0 && ended {
+                // Once the sandbox has ended its pipes can only be at EOF
+                // or readable; what blocks is a client that does not read.
+                if !clients_behind {
+                    break;
+                }
+                self.clients.retain(|c| c.out.is_empty());
+                continue;
+            }
+            if fds[0].revents != 0 {
+                ended = true;
+            }
+            if fds[1].revents != 0 {
+                if let Some(fd) = attach::accept(&self.listener) {
+                    self.clients.push(Client::new(fd));
+                }
+            }
+            if fds[2].revents != 0 {
+                self.flush_stdin();
+            }
+            for i in 0..2 {
+                if fds[3 + i].revents != 0 {
+                    self.pump(i, running, &mut buf);
+                }
+            }
+            let first_client = 5;
+            let mut gone = Vec::new();
+            for (i, pfd) in fds[first_client..].iter().enumerate() {
+                if i >= self.clients.len() || pfd.revents == 0 {
+                    continue;
+                }
+                if !self.serve(i, pfd.revents, running, &mut buf) {
+                    gone.push(i);
+                }
+            }
+            for i in gone.into_iter().rev() {
+                self.clients.remove(i);
+            }
+            if !ended {
+                self.watch.check(running);
+            }
+        }
+    }
+
+    /// Read one chunk of output `i`: keep what the output limit allows, log
+    /// it and pass it to the clients.
+    fn pump(&mut self, i: usize, running: &Running, buf: &mut [u8]) {
+        let o = &mut self.outputs[i];
+        // SAFETY: reading into a valid buffer of its length.
+        let got = unsafe { libc::read(o.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                // EIO: every slave of the pty is closed.
+                o.close(self.log);
+            }
+            return;
+        }
+        if got == 0 {
+            o.close(self.log);
+            return;
+        }
+        let read = got as u64;
+        let kept = read.min(self.watch.output_budget()) as usize;
+        let data = &buf[..kept];
+        o.log(data, self.log);
+        if !data.is_empty() {
+            for c in &mut self.clients {
+                attach::push_frame(&mut c.out, o.kind, data);
+                // A gone client shows on its next poll.
+                let _ = attach::send_some(c.fd.as_raw_fd(), &mut c.out);
+            }
+        }
+        self.watch.count_output(read, kept as u64, running);
+    }
+
+    /// Client `i` is ready: send what is pending, take what it sent.
+    /// False when it is gone (or misbehaved).
+    fn serve(
+        &mut self,
+        i: usize,
+        revents: libc::c_short,
+        running: &Running,
+        buf: &mut [u8],
+    ) -> bool {
+        let c = &mut self.clients[i];
+        if revents & libc::POLLOUT != 0 && attach::send_some(c.fd.as_raw_fd(), &mut c.out).is_err()
+        {
+            return false;
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return true;
+        }
+        // SAFETY: reading into a valid buffer of its length.
+        let got = unsafe { libc::read(c.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got == 0 {
+            return false;
+        }
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            return matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            );
+        }
+        c.frames.push(&buf[..got as usize]);
+        loop {
+            let (kind, payload) = match self.clients[i].frames.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return true,
+                Err(attach::Malformed) => return false,
+            };
+            match kind {
+                attach::STDIN if self.stdin.is_some() && !self.stdin_closing => {
+                    self.stdin_pending.extend_from_slice(&payload);
+                    self.flush_stdin();
+                }
+                // The end of a pty's input is the user's to type (Ctrl-D).
+                attach::STDIN_EOF if self.master.is_none() => {
+                    self.stdin_closing = true;
+                    self.flush_stdin();
+                }
+                attach::SIGNAL => {
+                    if let Some(sig) = attach::int(&payload).filter(|s| (1..=64).contains(s)) {
+                        let _ = running.signal(sig);
+                    }
+                }
+                attach::RESIZE => {
+                    if let Some(m) = self.master {
+                        attach::resize(m, &payload);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Write pending input to the workload's stdin as far as it takes it;
+    /// close it when a client ended its input and all of it is in.
+    fn flush_stdin(&mut self) {
+        let Some(fd) = &self.stdin else {
+            self.stdin_pending.clear();
+            return;
+        };
+        while !self.stdin_pending.is_empty() {
+            // SAFETY: writing from a valid buffer of its length.
+            let n = unsafe {
+                libc::write(
+                    fd.as_raw_fd(),
+                    self.stdin_pending.as_ptr().cast(),
+                    self.stdin_pending.len(),
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::Interrupted => continue,
+                    std::io::ErrorKind::WouldBlock => return,
+                    // The workload closed its stdin: drop what it will not read.
+                    _ => {
+                        self.stdin_pending.clear();
+                        self.stdin = None;
+                        return;
+                    }
+                }
+            }
+            self.stdin_pending.drain(..n as usize);
+        }
+        if self.stdin_closing {
+            self.stdin = None;
+        }
+    }
+}
+
+fn poll_fd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }
 
 /// Give back the pages that setting up touched and the supervisor's loop
@@ -301,91 +735,6 @@ fn shed_memory() {
             }
             candidate = None;
         }
-    }
-}
-
-/// Copy the workload's output into the log until the sandbox ends and
-/// both pipes are drained.
-fn pump(pidfd: &OwnedFd, pipes: [OwnedFd; 2], log: &mut Writer) {
-    const STREAMS: [&str; 2] = ["stdout", "stderr"];
-    let mut open = [true, true];
-    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    for p in &pipes {
-        // SAFETY: fcntl on our own descriptor.
-        unsafe { libc::fcntl(p.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    }
-    let mut ended = false;
-    let mut buf = vec![0u8; 16 * 1024];
-    while open[0] || open[1] {
-        let mut fds = [
-            poll_in(if open[0] { pipes[0].as_raw_fd() } else { -1 }),
-            poll_in(if open[1] { pipes[1].as_raw_fd() } else { -1 }),
-            poll_in(if ended { -1 } else { pidfd.as_raw_fd() }),
-        ];
-        // Once the sandbox has ended its pipes can only be at EOF; the
-        // timeout guards against a writer we do not know of.
-        let timeout = if ended { 1000 } else { -1 };
-        // SAFETY: three valid pollfds (negative fds are ignored).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            continue;
-        }
-        if fds[2].revents != 0 {
-            ended = true;
-        }
-        for i in 0..2 {
-            if !open[i] || fds[i].revents == 0 {
-                continue;
-            }
-            // SAFETY: reading into a valid buffer.
-            let got =
-                unsafe { libc::read(pipes[i].as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if got == 0 {
-                open[i] = false;
-                if !partial[i].is_empty() {
-                    log.write(STREAMS[i], &partial[i]);
-                    partial[i].clear();
-                }
-                continue;
-            }
-            if got < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::WouldBlock
-                    && e.kind() != std::io::ErrorKind::Interrupted
-                {
-                    open[i] = false;
-                }
-                continue;
-            }
-            let p = &mut partial[i];
-            p.extend_from_slice(&buf[..got as usize]);
-            let mut start = 0;
-            while let Some(nl) = p[start..].iter().position(|&b| b == b'\n') {
-                log.write(STREAMS[i], &p[start..start + nl + 1]);
-                start += nl + 1;
-            }
-            p.drain(..start);
-            while p.len() >= log::MAX_LINE {
-                log.write(STREAMS[i], &p[..log::MAX_LINE]);
-                p.drain(..log::MAX_LINE);
-            }
-        }
-    }
-    for (i, p) in partial.iter().enumerate() {
-        if !p.is_empty() {
-            log.write(STREAMS[i], p);
-        }
-    }
-}
-
-fn poll_in(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }
 

@@ -22,7 +22,7 @@ struct DirSource {
 }
 
 impl LayerSource for DirSource {
-    fn open(&self, d: &Descriptor) -> Result<Box<dyn Read + Send>, PullError> {
+    fn open(&self, d: &Descriptor, _from: u64) -> Result<(Box<dyn Read + Send>, u64), PullError> {
         let p = self
             .files
             .iter()
@@ -31,7 +31,7 @@ impl LayerSource for DirSource {
             .ok_or_else(|| PullError::Other(format!("the archive has no blob {}", d.digest)))?;
         let f = std::fs::File::open(p)
             .map_err(|e| PullError::Other(format!("cannot open {}: {e}", p.display())))?;
-        Ok(Box::new(f))
+        Ok((Box::new(f), 0))
     }
 
     fn transient(&self, _: &PullError) -> bool {

@@ -37,6 +37,10 @@ pub enum PullError {
         want: Digest,
         got: Digest,
     },
+    /// A resumed download did not match the digest: the kept part or the
+    /// rest was wrong. The partial is gone; the next attempt starts over.
+    #[error("layer {digest}: the resumed download does not match its digest; starting over")]
+    ResumedBadly { digest: Digest },
     #[error("{0}")]
     Other(String),
 }
@@ -51,10 +55,17 @@ pub struct PullOptions {
 
 /// Where a layer's compressed bytes come from.
 pub trait LayerSource: Sync {
-    fn open(&self, d: &Descriptor) -> Result<Box<dyn Read + Send>, PullError>;
+    /// The blob from byte `from` on, and the offset where what it returns
+    /// really starts (0 when the source can only give the whole blob).
+    fn open(&self, d: &Descriptor, from: u64) -> Result<(Box<dyn Read + Send>, u64), PullError>;
+    /// Whether a download is worth keeping to resume (a network source).
+    fn resumable(&self) -> bool {
+        false
+    }
     /// Failures worth another attempt.
     fn transient(&self, e: &PullError) -> bool {
         matches!(e, PullError::Registry(r) if r.is_transient())
+            || matches!(e, PullError::ResumedBadly { .. })
             || matches!(
                 e,
                 PullError::Unpack {
@@ -68,8 +79,12 @@ pub trait LayerSource: Sync {
 struct RegistrySource<'a>(&'a Client);
 
 impl LayerSource for RegistrySource<'_> {
-    fn open(&self, d: &Descriptor) -> Result<Box<dyn Read + Send>, PullError> {
-        Ok(Box::new(self.0.blob(&d.digest)?))
+    fn open(&self, d: &Descriptor, from: u64) -> Result<(Box<dyn Read + Send>, u64), PullError> {
+        Ok(self.0.blob_from(&d.digest, from)?)
+    }
+
+    fn resumable(&self) -> bool {
+        true
     }
 }
 
@@ -245,6 +260,17 @@ fn registry_retry<T>(
     unreachable!()
 }
 
+/// Download, verify and unpack one layer into a work dir, then commit it.
+///
+/// From a registry, the compressed bytes are also appended to the blob's
+/// partial file (`blobs/.partial/<hex>`, see [`Store::partial`]) as they
+/// arrive, so an attempt after a dropped connection, or a later pull after
+/// an interrupted one, asks only for the rest (`Range: bytes=N-`). The
+/// unpack then reads the kept bytes first and the rest from the network:
+/// the work dir always starts empty and the blob digest always covers the
+/// whole blob, so a resumed layer is verified exactly like a fresh one. A
+/// resumed blob that does not match its digest loses its partial and is
+/// downloaded again from zero.
 fn fetch_layer(
     store: &Store,
     source: &dyn LayerSource,
@@ -254,31 +280,84 @@ fn fetch_layer(
     progress: &Progress,
     slot: usize,
 ) -> Result<(), PullError> {
+    let partial = if source.resumable() {
+        store.partial(&desc.digest)?
+    } else {
+        None
+    };
+    let mut have = partial.as_ref().map_or(0, |p| p.downloaded());
+    if have > desc.size {
+        // More than the blob can be: worthless.
+        if let Some(p) = &partial {
+            p.truncate(0)?;
+        }
+        have = 0;
+    }
     let tmp = store.new_tmp()?;
     let result = (|| {
         let fs = tmp.join("fs");
         std::fs::create_dir(&fs)
             .map_err(|e| PullError::Other(format!("cannot create {}: {e}", fs.display())))?;
         progress.restart(slot);
-        let body = source.open(desc)?;
-        let counted = Counted {
-            inner: body.take(desc.size + 1),
-            progress,
-            slot,
+        let (body, start) = if have > 0 && have == desc.size {
+            (Box::new(std::io::empty()) as Box<dyn Read + Send>, have)
+        } else {
+            source.open(desc, have)?
         };
-        let mut hashed = HashReader::new(counted);
+        if let Some(p) = &partial {
+            if start < have {
+                // The source sends the whole blob again.
+                p.truncate(0)?;
+            }
+        }
+        progress.resumed(slot, start);
+        let kept = Kept {
+            file: partial.as_ref().filter(|_| start > 0).map(|p| &p.file),
+            pos: 0,
+            end: start,
+        };
+        let fresh = Tee {
+            inner: Counted {
+                inner: body,
+                progress,
+                slot,
+            },
+            file: partial.as_ref().map(|p| &p.file),
+        };
+        let mut hashed = HashReader::new(kept.chain(fresh).take(desc.size + 1));
         let unpacked = unpack::unpack_layer(&mut hashed, &fs);
         // Read to the end so the digest covers the whole blob, even when the
         // unpack stopped early.
         let drained = std::io::copy(&mut hashed, &mut std::io::sink());
         let got = hashed.digest();
-        if hashed.count > desc.size || (unpacked.is_ok() && drained.is_ok() && got != desc.digest) {
+        // The digest is decisive once every byte was read: after a clean
+        // end, or after the declared size arrived even though the unpack
+        // failed (a corrupt kept part makes the tar unreadable, and only
+        // the digest tells that from a hostile layer).
+        let complete = unpacked.is_ok() && drained.is_ok();
+        let whole = drained.is_ok() && hashed.count == desc.size;
+        if hashed.count > desc.size || ((complete || whole) && got != desc.digest) {
+            if let Some(p) = &partial {
+                p.truncate(0)?;
+            }
+            if start > 0 {
+                return Err(PullError::ResumedBadly {
+                    digest: desc.digest.clone(),
+                });
+            }
             return Err(PullError::Registry(RegistryError::DigestMismatch {
                 what: "layer",
                 registry: "the source".into(),
                 expected: desc.digest.to_string(),
                 got,
             }));
+        }
+        if drained.is_ok() && got == desc.digest {
+            // The whole blob is here and verified: nothing left to resume,
+            // whatever the unpack says.
+            if let Some(p) = &partial {
+                p.truncate(0)?;
+            }
         }
         let (diff_id, stats) = unpacked.map_err(|source| PullError::Unpack {
             digest: desc.digest.clone(),
@@ -298,6 +377,16 @@ fn fetch_layer(
         for dev in &stats.skipped_devices {
             eprintln!("hutch: warning: layer {}: skipped device node /{dev} (hutch never creates devices)", desc.digest.short());
         }
+        if let Some((file, name, why)) = &stats.xattr_failed {
+            let more = match stats.xattr_failures.saturating_sub(1) {
+                0 => String::new(),
+                n => format!(" (and {n} more in this layer)"),
+            };
+            eprintln!(
+                "hutch: warning: layer {}: cannot keep extended attribute {name} of /{file}: {why}{more}; the image is kept without it",
+                desc.digest.short()
+            );
+        }
         store.commit_layer(
             &tmp,
             &LayerMeta {
@@ -311,7 +400,63 @@ fn fetch_layer(
     if result.is_err() {
         let _ = super::store::remove_tree(&tmp);
     }
+    if let Some(p) = partial {
+        // Emptied above once verified (or found wrong): it goes. Otherwise
+        // it holds what arrived before the failure, for the next attempt.
+        if p.downloaded() == 0 {
+            p.remove();
+        }
+    }
     result
+}
+
+/// The part of a blob kept from an earlier attempt: the partial file's
+/// first `end` bytes.
+struct Kept<'a> {
+    file: Option<&'a std::fs::File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Kept<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = self.file else {
+            return Ok(0);
+        };
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            // Someone shortened the file under us.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Appends what passes through to the partial file (opened for append).
+struct Tee<'a, R> {
+    inner: R,
+    file: Option<&'a std::fs::File>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(mut f) = self.file {
+            if f.write_all(&buf[..n]).is_err() {
+                // A full disk costs the ability to resume, not the pull:
+                // stop keeping, and drop what was kept.
+                let _ = f.set_len(0);
+                self.file = None;
+            }
+        }
+        Ok(n)
+    }
 }
 
 struct Counted<'a, R> {
@@ -362,6 +507,18 @@ impl Progress {
 
     fn restart(&self, slot: usize) {
         self.done[slot].store(0, Ordering::Relaxed);
+    }
+
+    /// The download of `slot` continues at byte `start` (0: from scratch).
+    fn resumed(&self, slot: usize, start: u64) {
+        if start == 0 {
+            return;
+        }
+        self.done[slot].store(start, Ordering::Relaxed);
+        if !self.quiet && !self.tty {
+            let (d, size) = &self.layers[slot];
+            eprintln!("{d}: resuming at {} of {}", human(start), human(*size));
+        }
     }
 
     fn add(&self, slot: usize, n: u64) {

@@ -274,12 +274,20 @@ impl Client {
 
     /// GET `path` under the repository, authenticated, renewing an expired
     /// token once.
-    fn get(&self, path: &str, accept: Option<&str>) -> R<ureq::http::Response<ureq::Body>> {
+    fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        from: Option<u64>,
+    ) -> R<ureq::http::Response<ureq::Body>> {
         let url = format!("{}/v2/{}/{}", self.base, self.repository, path);
         for round in 0..2 {
             let mut req = self.agent.get(&url);
             if let Some(a) = accept {
                 req = req.header("Accept", a);
+            }
+            if let Some(start) = from {
+                req = req.header("Range", &format!("bytes={start}-"));
             }
             if let Some(h) = self.auth_header() {
                 req = req.header("Authorization", &h);
@@ -358,7 +366,7 @@ impl Client {
     /// digest (verified when asked for by digest).
     pub fn manifest(&self, reference: &str) -> R<(Vec<u8>, Option<String>, Digest)> {
         retry(|| {
-            let mut resp = self.get(&format!("manifests/{reference}"), Some(ACCEPT))?;
+            let mut resp = self.get(&format!("manifests/{reference}"), Some(ACCEPT), None)?;
             let ct = header(&resp, "content-type");
             let bytes =
                 read_capped(resp.body_mut().as_reader(), MAX_MANIFEST).map_err(|source| {
@@ -415,8 +423,37 @@ impl Client {
 
     /// A blob's body as a stream; the caller verifies it.
     pub fn blob(&self, d: &Digest) -> R<impl Read + Send + 'static> {
-        let resp = self.get(&format!("blobs/{d}"), None)?;
+        let resp = self.get(&format!("blobs/{d}"), None, None)?;
         Ok(resp.into_body().into_reader())
+    }
+
+    /// A blob's body from byte `from` on, and where it really starts: `from`
+    /// when the registry honoured the Range request (206 with a matching
+    /// Content-Range), 0 when it sent the whole blob instead (200), or when
+    /// it could not satisfy the range (416: the whole blob is asked again).
+    pub fn blob_from(&self, d: &Digest, from: u64) -> R<(Box<dyn Read + Send>, u64)> {
+        if from == 0 {
+            return Ok((Box::new(self.blob(d)?), 0));
+        }
+        let resp = match self.get(&format!("blobs/{d}"), None, Some(from)) {
+            Err(RegistryError::Status { status: 416, .. }) => {
+                return Ok((Box::new(self.blob(d)?), 0))
+            }
+            r => r?,
+        };
+        let start = match resp.status().as_u16() {
+            206 => {
+                let range = header(&resp, "content-range").unwrap_or_default();
+                if content_range_start(&range) != Some(from) {
+                    // Not the bytes asked for: start over with the whole blob.
+                    drop(resp);
+                    return Ok((Box::new(self.blob(d)?), 0));
+                }
+                from
+            }
+            _ => 0,
+        };
+        Ok((Box::new(resp.into_body().into_reader()), start))
     }
 
     pub fn mismatch(&self, expected: &Digest, got: Digest) -> RegistryError {
@@ -521,6 +558,12 @@ pub fn is_too_large(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
 }
 
+/// The first byte of a `Content-Range: bytes START-END/TOTAL`.
+fn content_range_start(h: &str) -> Option<u64> {
+    let rest = h.trim().strip_prefix("bytes")?.trim_start();
+    rest.split('-').next()?.trim().parse().ok()
+}
+
 /// `Bearer realm="x",service="y"` as ("Bearer", [(realm, x), (service, y)]).
 pub fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
     let h = h.trim();
@@ -564,6 +607,14 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/1"), Some(0));
+        assert_eq!(content_range_start("bytes */200"), None);
+        assert_eq!(content_range_start("items 1-2/3"), None);
+    }
 
     #[test]
     fn challenges() {

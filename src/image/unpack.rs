@@ -10,6 +10,15 @@
 //! directories get `user.overlay.opaque`, which the kernel's overlayfs reads
 //! when mounted with `userxattr` in a user namespace. Ownership is kept as far
 //! as the caller's user namespace maps ids; device nodes are skipped.
+//!
+//! Extended attributes from PAX `SCHILY.xattr.*` records: `user.*` (except
+//! `user.overlay.*`, which would steer the overlay) and `security.capability`
+//! on regular files are applied; `trusted.*` and every other `security.*`
+//! are skipped (they are not the image's to set). A file capability is
+//! written as a v3 (namespaced) capability whose root id is the store's
+//! user namespace root, so it means something only in sandboxes whose root
+//! is that same uid, and nothing on the host. Where the kernel refuses one,
+//! the layer still unpacks; the first such file is reported.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -63,6 +72,10 @@ pub struct UnpackStats {
     pub skipped_devices: Vec<String>,
     /// Some owner could not be kept (only one id is mapped).
     pub ownership_collapsed: bool,
+    /// The first extended attribute that could not be kept: (file, name,
+    /// why); and how many failed in all.
+    pub xattr_failed: Option<(String, String, String)>,
+    pub xattr_failures: u64,
 }
 
 /// A reader that hashes what passes through it.
@@ -325,6 +338,7 @@ impl Unpacker {
             return Ok(());
         };
         let parent_rel = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let xattrs = pax_xattrs(entry)?;
         let header = entry.header().clone();
         let kind = header.entry_type();
         let name_bytes = name.as_bytes();
@@ -378,6 +392,7 @@ impl Unpacker {
                 .map_err(Self::io("open", &path))?;
                 self.own(fd.as_raw_fd(), None, uid, gid, &path)?;
                 fchmod(fd.as_raw_fd(), mode).map_err(Self::io("chmod", &path))?;
+                self.xattrs(fd.as_raw_fd(), &xattrs, false, &path);
                 self.dir_times.push((path, mtime));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
@@ -394,6 +409,9 @@ impl Unpacker {
                 self.stats.bytes += n;
                 self.own(file.as_raw_fd(), None, uid, gid, &path)?;
                 fchmod(file.as_raw_fd(), mode).map_err(Self::io("chmod", &path))?;
+                // After the data, chown and chmod: each of them would drop
+                // a file capability set before.
+                self.xattrs(file.as_raw_fd(), &xattrs, true, &path);
                 set_times(file.as_raw_fd(), None, mtime, 0)
                     .map_err(Self::io("set times of", &path))?;
             }
@@ -510,6 +528,33 @@ impl Unpacker {
         check(r).map_err(Self::io("replace", path))
     }
 
+    /// Apply the extended attributes an entry carries (see the module
+    /// doc); failures are counted, never fatal.
+    fn xattrs(&mut self, fd: RawFd, xattrs: &[(String, Vec<u8>)], regular: bool, path: &Path) {
+        for (name, value) in xattrs {
+            let result = if name == "security.capability" {
+                match namespaced_capability(value) {
+                    Some(v3) if regular => {
+                        fsetxattr(fd, c"security.capability", &v3).map_err(|e| e.to_string())
+                    }
+                    Some(_) => Err("not a regular file".to_string()),
+                    None => Err("not a file capability for the container's root".to_string()),
+                }
+            } else {
+                match CString::new(name.as_bytes()) {
+                    Ok(c) => fsetxattr(fd, &c, value).map_err(|e| e.to_string()),
+                    Err(_) => Err("a NUL in its name".to_string()),
+                }
+            };
+            if let Err(why) = result {
+                self.stats.xattr_failures += 1;
+                if self.stats.xattr_failed.is_none() {
+                    self.stats.xattr_failed = Some((path.display().to_string(), name.clone(), why));
+                }
+            }
+        }
+    }
+
     /// chown, tolerating ids the user namespace does not map (one uid only):
     /// the file then keeps the unpacker's own id.
     fn own(
@@ -549,6 +594,55 @@ impl Unpacker {
             _ => Err(Self::io("chown", path)(e)),
         }
     }
+}
+
+/// Extended attributes per entry, at most.
+const MAX_XATTRS: usize = 64;
+
+/// The extended attributes of an entry that hutch keeps, from its PAX
+/// `SCHILY.xattr.NAME=VALUE` records: `user.*` but not `user.overlay.*`,
+/// and `security.capability`.
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Result<Vec<(String, Vec<u8>)>, UnpackError> {
+    let mut out = Vec::new();
+    let Some(exts) = entry.pax_extensions().map_err(UnpackError::Stream)? else {
+        return Ok(out);
+    };
+    for ext in exts {
+        let ext = ext.map_err(UnpackError::Stream)?;
+        let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) else {
+            continue;
+        };
+        let keep = name == "security.capability"
+            || (name.starts_with("user.") && !name.starts_with("user.overlay."));
+        if keep && out.len() < MAX_XATTRS {
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// A `security.capability` value from a layer (v1, v2, or v3 with root id
+/// 0) as a v3 capability with root id 0. Written from inside the store's
+/// user namespace, the kernel records that root id as the namespace root's
+/// uid, so the capability applies only where that uid is root. `None` for
+/// anything else, including a v3 capability bound to another root.
+fn namespaced_capability(v: &[u8]) -> Option<Vec<u8>> {
+    const REVISION_MASK: u32 = 0xFF00_0000;
+    const EFFECTIVE: u32 = 0x0000_0001;
+    let word =
+        |i: usize| -> Option<u32> { Some(u32::from_le_bytes(v.get(i..i + 4)?.try_into().ok()?)) };
+    let magic = word(0)?;
+    let mut data = [0u8; 16];
+    match (magic & REVISION_MASK, v.len()) {
+        (0x0100_0000, 12) => data[..8].copy_from_slice(&v[4..12]),
+        (0x0200_0000, 20) => data.copy_from_slice(&v[4..20]),
+        (0x0300_0000, 24) if word(20)? == 0 => data.copy_from_slice(&v[4..20]),
+        _ => return None,
+    }
+    let mut out = (0x0300_0000 | (magic & EFFECTIVE)).to_le_bytes().to_vec();
+    out.extend_from_slice(&data);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    Some(out)
 }
 
 fn copy_capped(
@@ -813,6 +907,104 @@ mod tests {
             assert!(!Path::new("/tmp/escape").exists());
             std::fs::remove_dir_all(&d).unwrap();
         }
+    }
+
+    fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+        let p = CString::new(p.as_os_str().as_bytes()).unwrap();
+        let n = CString::new(name).unwrap();
+        let mut buf = vec![0u8; 256];
+        // SAFETY: valid C strings and a buffer of the length given.
+        let r =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (r >= 0).then(|| {
+            buf.truncate(r as usize);
+            buf
+        })
+    }
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn capabilities_become_namespaced_v3() {
+        let v3 = |m: u32, p: u32| words(&[m, p, 0, 0, 0, 0]);
+        let raw = 1 << 13;
+        assert_eq!(
+            namespaced_capability(&words(&[0x0200_0001, raw, 0, 0, 0])),
+            Some(v3(0x0300_0001, raw))
+        );
+        assert_eq!(
+            namespaced_capability(&words(&[0x0100_0000, raw, 0])),
+            Some(v3(0x0300_0000, raw))
+        );
+        assert_eq!(
+            namespaced_capability(&words(&[0x0300_0001, raw, 0, 0, 0, 0])),
+            Some(v3(0x0300_0001, raw))
+        );
+        // Bound to another namespace's root, truncated, or junk: refused.
+        assert_eq!(
+            namespaced_capability(&words(&[0x0300_0001, raw, 0, 0, 0, 1000])),
+            None
+        );
+        assert_eq!(namespaced_capability(&words(&[0x0200_0001, raw])), None);
+        assert_eq!(namespaced_capability(b"junk"), None);
+    }
+
+    #[test]
+    fn xattrs_user_and_file_capability_kept_others_skipped() {
+        let d = tmp("xattr");
+        let mut b = tar::Builder::new(Vec::new());
+        let cap = words(&[0x0200_0001, 1 << 13, 0, 0, 0]);
+        b.append_pax_extensions([
+            ("SCHILY.xattr.security.capability", &cap[..]),
+            ("SCHILY.xattr.user.note", &b"hello"[..]),
+            ("SCHILY.xattr.user.overlay.redirect", &b"/etc"[..]),
+            ("SCHILY.xattr.trusted.evil", &b"x"[..]),
+            (
+                "SCHILY.xattr.security.selinux",
+                &b"system_u:object_r:bin_t:s0"[..],
+            ),
+        ])
+        .unwrap();
+        let file = |name: &str| {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_mode(0o755);
+            h.set_size(4);
+            h.set_entry_type(T::Regular);
+            h.set_cksum();
+            h
+        };
+        b.append(&file("capped"), &b"\x7fELF"[..]).unwrap();
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", &b"junk"[..])])
+            .unwrap();
+        b.append(&file("bogus"), &b"\x7fELF"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let stats = unpack_tar(&t[..], &d.join("layer")).unwrap();
+        let capped = d.join("layer/capped");
+        assert_eq!(
+            getxattr(&capped, "user.note").as_deref(),
+            Some(&b"hello"[..])
+        );
+        for skipped in ["user.overlay.redirect", "trusted.evil", "security.selinux"] {
+            assert_eq!(getxattr(&capped, skipped), None, "{skipped}");
+        }
+        // SAFETY: no arguments.
+        if unsafe { libc::geteuid() } == 0 {
+            // Root of the initial namespace sees a root-id-0 capability as v2.
+            let got = getxattr(&capped, "security.capability").expect("capability kept");
+            assert_eq!(got[..8], words(&[0x0200_0001, 1 << 13])[..]);
+            // The junk one is the one failure, reported by name.
+            assert_eq!(stats.xattr_failures, 1);
+            assert_eq!(stats.xattr_failed.unwrap().0, "bogus");
+        }
+        assert_eq!(
+            getxattr(&d.join("layer/bogus"), "security.capability"),
+            None
+        );
+        assert_eq!(std::fs::read(&capped).unwrap(), b"\x7fELF");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

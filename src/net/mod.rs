@@ -14,6 +14,7 @@ use std::process::{Child, Command};
 
 use serde::{Deserialize, Serialize};
 
+pub mod forward;
 pub mod pasta;
 pub mod slirp4netns;
 
@@ -208,6 +209,9 @@ pub struct NetworkSpec {
     pub resolv_conf: Option<String>,
     /// Extra /etc/hosts lines (--add-host).
     pub extra_hosts: Vec<(String, String)>,
+    /// -P: `ports` include the image's ExposedPorts on free host ports.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 impl NetworkSpec {
@@ -299,6 +303,7 @@ impl NetworkSpec {
             ports,
             resolv_conf,
             extra_hosts,
+            publish_all: false,
         })
     }
 
@@ -314,6 +319,35 @@ impl NetworkSpec {
             Mode::Host => "host".into(),
             Mode::Private { backend, .. } => backend.to_string(),
         }
+    }
+
+    /// Docker's PORTS column: `0.0.0.0:8080->80/tcp, ...`.
+    pub fn ports_text(&self) -> String {
+        let cells: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("{}->{}/{}", p.host_addr(), p.container_port, p.proto))
+            .collect();
+        cells.join(", ")
+    }
+
+    /// Docker's `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp", "HostPort"}]}`.
+    pub fn ports_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for p in &self.ports {
+            let binding = serde_json::json!({
+                "HostIp": p.host_addr().ip().to_string(),
+                "HostPort": p.host_port.to_string(),
+            });
+            let key = format!("{}/{}", p.container_port, p.proto);
+            match map.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(list) => list.push(binding),
+                None => {
+                    map.insert(key, serde_json::Value::Array(vec![binding]));
+                }
+            }
+        }
+        serde_json::Value::Object(map)
     }
 
     /// The sandbox's /etc/hosts.
@@ -349,12 +383,21 @@ impl NetworkSpec {
     }
 }
 
-/// pasta when installed (it is the faster of the two), else slirp4netns.
+/// slirp4netns when installed, else pasta. With hutch's own forwarder for
+/// published ports, slirp4netns measured faster here (bench/net.sh, README:
+/// Networking): the same on published ports, and several times pasta's
+/// throughput (Debian 12's passt) from the sandbox to the host, which pasta
+/// moves at a rate that swings between 0.1 and 7 Gbit/s.
 pub fn preferred_backend() -> Backend {
-    if crate::sandbox::idmap::which("pasta").is_some() {
-        Backend::Pasta
-    } else {
-        Backend::Slirp4netns
+    let installed = |helper| crate::sandbox::idmap::which(helper).is_some();
+    prefer(installed("slirp4netns"), installed("pasta"))
+}
+
+fn prefer(slirp4netns: bool, pasta: bool) -> Backend {
+    match (slirp4netns, pasta) {
+        (false, true) => Backend::Pasta,
+        // Neither installed: check() then names the one `private` wanted.
+        _ => Backend::Slirp4netns,
     }
 }
 
@@ -363,6 +406,8 @@ pub fn preferred_backend() -> Backend {
 pub struct NetHelper {
     pub name: &'static str,
     child: Option<Child>,
+    /// hutch's TCP port forwarder (slirp4netns's published TCP ports).
+    forwarder: Option<Child>,
     /// Closing this tells slirp4netns to exit.
     _exit_fd: Option<std::os::fd::OwnedFd>,
     /// Removed on drop (slirp4netns's API socket).
@@ -371,7 +416,7 @@ pub struct NetHelper {
 
 impl Drop for NetHelper {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in [&mut self.forwarder, &mut self.child].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -412,15 +457,33 @@ fn runtime_files<const N: usize>(
     Ok(exts.map(|ext| runtime.join(format!("{helper}-{short}.{ext}"))))
 }
 
-/// A helper command that gets SIGKILL when hutch (its parent) dies.
+/// A helper command that gets SIGKILL when hutch (its parent) dies, in a
+/// session of its own.
+///
+/// Its own session keeps it out of the terminal's foreground process group
+/// (a Ctrl-C or Ctrl-Z meant for the workload must not take its network
+/// down) and gives it its own scheduler autogroup, as Podman's helpers
+/// have: in the caller's, a busy machine gives the helper, the caller's
+/// shell and whatever else it runs one share of CPU between them, and
+/// user-mode networking is CPU-bound.
 fn helper_command(program: &str) -> Command {
     let mut cmd = Command::new(program);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    // SAFETY: prctl, setsid, sigemptyset and sigprocmask are
+    // async-signal-safe and touch no memory of the parent; `none` is a
+    // local sigset_t, plain data.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // hutch blocks the signals it relays to the workload; a helper
+            // starts with none blocked, as any program expects.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
         });
     }
@@ -453,6 +516,14 @@ mod tests {
         ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn private_prefers_slirp4netns_and_falls_back_to_pasta() {
+        assert_eq!(prefer(true, true), Backend::Slirp4netns);
+        assert_eq!(prefer(true, false), Backend::Slirp4netns);
+        assert_eq!(prefer(false, true), Backend::Pasta);
+        assert_eq!(prefer(false, false), Backend::Slirp4netns);
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub fn start(
     let mut helper = NetHelper {
         name: NAME,
         child: Some(child),
+        forwarder: None,
         _exit_fd: None,
         cleanup: vec![fifo, log.clone()],
     };

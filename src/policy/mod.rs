@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod bpf_opt;
 pub mod cache;
 pub mod docker;
 pub mod errno;
@@ -247,10 +248,22 @@ pub fn read_capped(path: &Path, max: usize) -> Result<String, PolicyError> {
 
 /// Load a profile and merge its `extends` chain.
 pub fn load_profile(source: &Source) -> Result<Profile, PolicyError> {
-    load_at_depth(source, 0)
+    load_at_depth(source, 0, &mut Vec::new())
 }
 
-fn load_at_depth(source: &Source, depth: usize) -> Result<Profile, PolicyError> {
+/// Read a file for resolving a policy, and note it (with the hash of exactly
+/// the text used) among the files the resolved policy depends on.
+fn read_dep(path: &Path, max: usize, deps: &mut Vec<cache::Dep>) -> Result<String, PolicyError> {
+    let text = read_capped(path, max)?;
+    deps.push(cache::Dep::new(path, max, text.as_bytes()));
+    Ok(text)
+}
+
+fn load_at_depth(
+    source: &Source,
+    depth: usize,
+    deps: &mut Vec<cache::Dep>,
+) -> Result<Profile, PolicyError> {
     if depth >= profile::MAX_EXTENDS_DEPTH {
         return Err(PolicyError::ExtendsDepth {
             file: source.label(),
@@ -259,7 +272,7 @@ fn load_at_depth(source: &Source, depth: usize) -> Result<Profile, PolicyError> 
     }
     let text = match source {
         Source::Shipped(_, t) => t.to_string(),
-        Source::File(p) => read_capped(p, profile::MAX_PROFILE_BYTES)?,
+        Source::File(p) => read_dep(p, profile::MAX_PROFILE_BYTES, deps)?,
     };
     let layer = profile::parse(&text, &source.label())?;
     let base = match &layer.extends {
@@ -290,7 +303,7 @@ fn load_at_depth(source: &Source, depth: usize) -> Result<Profile, PolicyError> 
                     })
                 }
             };
-            load_at_depth(&parent, depth + 1)?
+            load_at_depth(&parent, depth + 1, deps)?
         }
     };
     Ok(profile::merge(base, layer))
@@ -370,9 +383,41 @@ impl Policy {
 
     /// Resolve what the command line chose into a ready-to-apply policy.
     pub fn resolve(choice: &Choice) -> Result<Policy, PolicyError> {
+        Policy::resolve_recording(choice, &mut Vec::new())
+    }
+
+    /// [`Policy::resolve`] through the cache of resolved policies in the
+    /// runtime dir, for `run` and `create`: a warm start reads one file and
+    /// re-reads (and hashes) the profile files it came from, instead of
+    /// parsing, merging and compiling them. A changed file, kernel Landlock
+    /// ABI or hutch build is a miss; so is any problem with the cache.
+    pub fn resolve_cached(choice: &Choice) -> Result<Policy, PolicyError> {
+        let Some(key) = cache::policy_key(choice) else {
+            return Policy::resolve(choice);
+        };
+        let dir = crate::paths::runtime_dir()
+            .ok()
+            .map(|d| d.join("policy"))
+            .filter(|d| crate::paths::create_private(d).is_ok());
+        if let Some(p) = dir.as_deref().and_then(|d| cache::load_policy(d, &key)) {
+            return Ok(p);
+        }
+        let mut deps = Vec::new();
+        let policy = Policy::resolve_recording(choice, &mut deps)?;
+        if let Some(d) = &dir {
+            // A cache that cannot be written only costs a resolve next time.
+            let _ = cache::store_policy(d, &key, &policy, &deps);
+        }
+        Ok(policy)
+    }
+
+    fn resolve_recording(
+        choice: &Choice,
+        deps: &mut Vec<cache::Dep>,
+    ) -> Result<Policy, PolicyError> {
         let source = Source::parse(choice.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
         let name = source.name();
-        let mut profile = load_profile(&source)?;
+        let mut profile = load_at_depth(&source, 0, deps)?;
         let mut warnings = Vec::new();
         let mut report = Vec::new();
         let mut docker_skipped = Vec::new();
@@ -383,7 +428,7 @@ impl Policy {
                 warnings.push("no seccomp filter (--security-opt seccomp=unconfined): every syscall reaches the kernel".to_string());
             }
             SeccompChoice::DockerJson(path) => {
-                let text = read_capped(path, docker::MAX_JSON_BYTES)?;
+                let text = read_dep(path, docker::MAX_JSON_BYTES, deps)?;
                 let host = docker::Host::current().ok_or(PolicyError::UnsupportedArch)?;
                 let c = docker::parse(&text, &path.display().to_string(), host)?;
                 docker_skipped = c.skipped;

@@ -358,6 +358,12 @@ fn seccompiler_rule(conds: &[Condition]) -> Result<Option<SeccompRule>, String> 
 /// Compile the model for `arch`. Names the architecture lacks are skipped
 /// (a profile lists names for every architecture it supports).
 pub fn compile(model: &SeccompModel, arch: Arch) -> Result<Compiled, String> {
+    compile_with(model, arch, true)
+}
+
+/// [`compile`], with seccompiler's output shrunk by [`super::bpf_opt`] or
+/// (for comparing the two) as it is.
+pub fn compile_with(model: &SeccompModel, arch: Arch, optimize: bool) -> Result<Compiled, String> {
     let mut allow = Chains::default();
     let mut by_action: BTreeMap<Action, Chains> = BTreeMap::new();
     for rule in model.effective_rules() {
@@ -416,7 +422,12 @@ pub fn compile(model: &SeccompModel, arch: Arch) -> Result<Compiled, String> {
         programs.push(x32_guard());
     }
     for f in first.into_iter().chain(last) {
-        programs.push(BpfProgram::try_from(f).map_err(|e| e.to_string())?);
+        let p = BpfProgram::try_from(f).map_err(|e| e.to_string())?;
+        let p = match optimize {
+            true => super::bpf_opt::optimize(&p).unwrap_or(p),
+            false => p,
+        };
+        programs.push(p);
     }
     Ok(Compiled { programs })
 }

@@ -5,16 +5,16 @@
 //! and CPU and memory without a cgroup), and the outcome comes back.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::console;
+use super::enforce::Watch;
 use super::error::SandboxError;
 use super::init;
-use super::report::{Breach, Outcome};
+use super::report::Outcome;
 use super::spawn::{self, Exit, Running, Stdio};
 use super::spec::Spec;
 use super::sys;
-use super::watchdog;
 
 /// Where the workload's stdio goes, when not hutch's own (`--stdin FILE`,
 /// `--stdout FILE`, `--stderr FILE`).
@@ -25,9 +25,6 @@ pub struct Io {
     pub stderr: Option<OwnedFd>,
 }
 
-/// How often the watchdog samples CPU and memory when no cgroup does it.
-const WATCHDOG_TICK: Duration = Duration::from_millis(20);
-
 /// Run `spec` attached to this process's stdio and wait for it.
 pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
     run_with(spec, Io::default()).map(|o| o.exit)
@@ -35,6 +32,16 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
 
 /// Run `spec` with `io` and report what happened.
 pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
+    run_observed(spec, io, |_| {})
+}
+
+/// As [`run_with`], calling `started` once the workload runs (a container
+/// run in the foreground records its init there, for `exec`).
+pub fn run_observed(
+    spec: &Spec,
+    io: Io,
+    on_start: impl FnOnce(&Running),
+) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
     let limited_output = spec.limits.limits.output.is_some();
     let devnull = if proc.stdin || proc.terminal || io.stdin.is_some() {
@@ -98,6 +105,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
             return Err(e);
         }
     };
+    on_start(&running);
     let mut stdin_to = stdin_pipe.map(|(_, w)| w);
     if !is_tty(0) {
         if let Some(pipe) = stdin_to.take() {
@@ -117,11 +125,7 @@ pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
         sources,
         stdin_open: stdin_to.is_some(),
         stdin_to,
-        started_at,
-        output_bytes: 0,
-        breach: None,
-        peak_watched_rss_kib: 0,
-        last_watched_cpu: Duration::ZERO,
+        watch: Watch::new(&spec.limits, started_at),
     };
     let raw;
     if let Some(master) = running.console.take() {
@@ -212,23 +216,11 @@ struct Relay<'a> {
     /// `-i` without `-t` from the user's terminal: the workload's stdin
     /// pipe, closed on the terminal's end of file.
     stdin_to: Option<OwnedFd>,
-    started_at: Instant,
-    output_bytes: u64,
-    breach: Option<Breach>,
-    peak_watched_rss_kib: u64,
-    /// The watchdog's last reading of the tree's CPU time: processes killed
-    /// together with init are not always in init's rusage.
-    last_watched_cpu: Duration,
+    watch: Watch<'a>,
 }
 
 impl Relay<'_> {
     fn run(mut self, running: Running) -> Outcome {
-        let limits = &self.spec.limits;
-        let wall_deadline = limits
-            .limits
-            .wall_time_ms
-            .map(|ms| self.started_at + Duration::from_millis(ms));
-        let watching = limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some();
         let mut exited = false;
         while !exited {
             let mut fds = vec![
@@ -242,15 +234,7 @@ impl Relay<'_> {
             let stdin_at = fds.len();
             fds.push(poll_fd(if self.stdin_open { 0 } else { -1 }));
 
-            let now = Instant::now();
-            let mut timeout = None::<Duration>;
-            if let Some(d) = wall_deadline {
-                timeout = Some(d.saturating_duration_since(now));
-            }
-            if watching {
-                timeout = Some(timeout.map_or(WATCHDOG_TICK, |t| t.min(WATCHDOG_TICK)));
-            }
-            let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+            let ms = self.watch.timeout_ms();
             // SAFETY: `fds` is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
             if n < 0 {
@@ -277,8 +261,8 @@ impl Relay<'_> {
                 }
             }
             exited = fds[1].revents != 0;
-            if !exited && self.breach.is_none() {
-                self.check_limits(&running, wall_deadline);
+            if !exited {
+                self.watch.check(&running);
             }
         }
         // Drain what the workload wrote before it ended.
@@ -287,27 +271,7 @@ impl Relay<'_> {
                 self.pump(i, &running);
             }
         }
-        let elapsed = self.started_at.elapsed();
-        let (exit, usage) = running.wait_with_usage();
-        let cgroup = self.spec.limits.cgroup.as_ref().map(|c| c.stats());
-        let rusage_cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
-        let cpu = cgroup
-            .and_then(|c| c.cpu_ns)
-            .map(Duration::from_nanos)
-            .unwrap_or(rusage_cpu.max(self.last_watched_cpu));
-        let max_rss_kib = cgroup
-            .and_then(|c| c.peak_memory)
-            .map(|b| b / 1024)
-            .unwrap_or((usage.ru_maxrss as u64).max(self.peak_watched_rss_kib));
-        Outcome {
-            exit,
-            wall: elapsed,
-            cpu,
-            max_rss_kib,
-            output_bytes: self.output_bytes,
-            breach: self.breach,
-            cgroup,
-        }
+        self.watch.finish(running)
     }
 
     fn on_signal(&self, sig: i32, running: &Running) {
@@ -327,55 +291,14 @@ impl Relay<'_> {
 
     /// Copy one chunk from source `i`, within the output limit.
     fn pump(&mut self, i: usize, running: &Running) {
-        let limit = self.spec.limits.limits.output;
-        let budget = limit.map_or(u64::MAX, |l| l.saturating_sub(self.output_bytes));
+        let budget = self.watch.output_budget();
         let s = &mut self.sources[i];
         match copy_chunk(s.from.as_raw_fd(), s.to, budget) {
-            Some((read, kept)) if read > 0 => {
-                self.output_bytes += kept;
-                if read > kept && self.breach.is_none() {
-                    // Exactly the limit is kept; the rest is dropped and
-                    // the run ends.
-                    self.breach = Some(Breach::Output);
-                    let _ = running.signal(libc::SIGKILL);
-                }
-            }
+            Some((read, kept)) if read > 0 => self.watch.count_output(read, kept, running),
             // EOF, or EIO once every pty slave is closed.
             _ => s.open = false,
         }
     }
-
-    fn check_limits(&mut self, running: &Running, wall_deadline: Option<Instant>) {
-        let limits = &self.spec.limits;
-        if wall_deadline.is_some_and(|d| Instant::now() >= d) {
-            self.breach = Some(Breach::WallTime);
-        } else if limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some() {
-            let cpu_from_cgroup = limits
-                .cgroup
-                .as_ref()
-                .and_then(|c| c.stats().cpu_ns)
-                .map(Duration::from_nanos);
-            let s = watchdog::sample(running.pid);
-            self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
-            let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
-            self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);
-            if limits
-                .watch_cpu_ms
-                .is_some_and(|ms| cpu.as_millis() as u64 > ms)
-            {
-                self.breach = Some(Breach::CpuTime);
-            } else if limits.watch_memory.is_some_and(|m| s.rss_kib * 1024 > m) {
-                self.breach = Some(Breach::Memory);
-            }
-        }
-        if self.breach.is_some() {
-            let _ = running.signal(libc::SIGKILL);
-        }
-    }
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
 fn poll_fd(fd: RawFd) -> libc::pollfd {

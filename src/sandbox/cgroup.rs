@@ -92,6 +92,12 @@ pub struct Cgroup {
     pub v2: bool,
     /// controller -> directory; v2 has the single key "unified".
     pub dirs: BTreeMap<String, PathBuf>,
+    /// The limit files and the values written to them, in order: a kept
+    /// container's cgroup is removed when a run ends (so the next run's
+    /// peak memory and OOM counts start from zero) and made again from
+    /// these by [`Cgroup::make`] on its next start.
+    #[serde(default)]
+    pub settings: Vec<(PathBuf, String)>,
 }
 
 /// What the cgroup measured.
@@ -109,14 +115,16 @@ impl Cgroup {
         let mut cg = Cgroup {
             v2: matches!(d, Delegation::V2 { .. }),
             dirs: BTreeMap::new(),
+            settings: Vec::new(),
         };
+        let mut settings: Vec<(PathBuf, String)> = Vec::new();
+        let mut set = |file: PathBuf, value: String| settings.push((file, value));
         match d {
             Delegation::V2 { parent } => {
                 let dir = parent.join(&name);
-                mkdir(&dir)?;
                 cg.dirs.insert("unified".into(), dir.clone());
                 if let Some(m) = limits.memory {
-                    write(&dir.join("memory.max"), &m.to_string())?;
+                    set(dir.join("memory.max"), m.to_string());
                 }
                 if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
                     let swap = if s < 0 {
@@ -124,16 +132,16 @@ impl Cgroup {
                     } else {
                         (s as u64).saturating_sub(m).to_string()
                     };
-                    write(&dir.join("memory.swap.max"), &swap)?;
+                    set(dir.join("memory.swap.max"), swap);
                 }
                 if let Some(p) = limits.pids {
-                    write(&dir.join("pids.max"), &p.to_string())?;
+                    set(dir.join("pids.max"), p.to_string());
                 }
                 if let Some(c) = limits.cpus {
-                    write(
-                        &dir.join("cpu.max"),
-                        &format!("{} 100000", (c * 100_000.0) as u64),
-                    )?;
+                    set(
+                        dir.join("cpu.max"),
+                        format!("{} 100000", (c * 100_000.0) as u64),
+                    );
                 }
             }
             Delegation::V1 { parents } => {
@@ -148,33 +156,51 @@ impl Cgroup {
                 };
                 for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
                     let dir = parent.join(&name);
-                    mkdir(&dir)?;
                     cg.dirs.insert(ctrl.clone(), dir);
                 }
                 if let Some(dir) = cg.dirs.get("memory") {
                     if let Some(m) = limits.memory {
-                        write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                        set(dir.join("memory.limit_in_bytes"), m.to_string());
                     }
                     if let Some(s) = limits.memory_swap.filter(|s| *s > 0) {
                         let f = dir.join("memory.memsw.limit_in_bytes");
-                        if f.exists() {
-                            write(&f, &s.to_string())?;
+                        // Only where swap accounting is on: checked in the
+                        // parent, since this cgroup is not made yet.
+                        if f.parent()
+                            .and_then(Path::parent)
+                            .is_some_and(|p| p.join("memory.memsw.limit_in_bytes").exists())
+                        {
+                            set(f, s.to_string());
                         }
                     }
                 }
                 if let (Some(dir), Some(p)) = (cg.dirs.get("pids"), limits.pids) {
-                    write(&dir.join("pids.max"), &p.to_string())?;
+                    set(dir.join("pids.max"), p.to_string());
                 }
                 if let (Some(dir), Some(c)) = (cg.dirs.get("cpu"), limits.cpus) {
-                    write(&dir.join("cpu.cfs_period_us"), "100000")?;
-                    write(
-                        &dir.join("cpu.cfs_quota_us"),
-                        &((c * 100_000.0) as u64).to_string(),
-                    )?;
+                    set(dir.join("cpu.cfs_period_us"), "100000".into());
+                    set(
+                        dir.join("cpu.cfs_quota_us"),
+                        ((c * 100_000.0) as u64).to_string(),
+                    );
                 }
             }
         }
+        cg.settings = settings;
+        cg.make()?;
         Ok(cg)
+    }
+
+    /// Make the directories and write the limits: at creation, and again
+    /// on each start of a kept container (the last run removed them).
+    pub fn make(&self) -> Result<(), CgroupError> {
+        for dir in self.dirs.values() {
+            mkdir(dir)?;
+        }
+        for (file, value) in &self.settings {
+            write(file, value)?;
+        }
+        Ok(())
     }
 
     /// Whether this cgroup can enforce `what` (a controller name, or
@@ -214,30 +240,33 @@ impl Cgroup {
         Ok(())
     }
 
+    fn read(&self, ctrl: &str, file: &str) -> Option<String> {
+        let dir = self.dirs.get(if self.v2 { "unified" } else { ctrl })?;
+        std::fs::read_to_string(dir.join(file)).ok()
+    }
+
+    /// CPU time of everything in the cgroup so far, in nanoseconds: the
+    /// one reading the watchdog needs on every tick.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        if self.v2 {
+            field(self.read("", "cpu.stat"), "usage_usec").map(|u| u * 1000)
+        } else {
+            num(self.read("cpuacct", "cpuacct.usage"))
+        }
+    }
+
     pub fn stats(&self) -> CgroupStats {
-        let read = |ctrl: &str, file: &str| {
-            let dir = self.dirs.get(if self.v2 { "unified" } else { ctrl })?;
-            std::fs::read_to_string(dir.join(file)).ok()
-        };
-        let field = |text: Option<String>, key: &str| {
-            text.and_then(|t| {
-                t.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
-                })
-            })
-        };
-        let num = |t: Option<String>| t.and_then(|s| s.trim().parse::<u64>().ok());
+        let read = |ctrl: &str, file: &str| self.read(ctrl, file);
         if self.v2 {
             CgroupStats {
-                cpu_ns: field(read("", "cpu.stat"), "usage_usec").map(|u| u * 1000),
+                cpu_ns: self.cpu_ns(),
                 peak_memory: num(read("", "memory.peak")),
                 oom_kills: field(read("", "memory.events"), "oom_kill").unwrap_or(0),
                 pids_max_hits: field(read("", "pids.events"), "max").unwrap_or(0),
             }
         } else {
             CgroupStats {
-                cpu_ns: num(read("cpuacct", "cpuacct.usage")),
+                cpu_ns: self.cpu_ns(),
                 peak_memory: num(read("memory", "memory.max_usage_in_bytes")),
                 oom_kills: field(read("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
                 pids_max_hits: field(read("pids", "pids.events"), "max").unwrap_or(0),
@@ -251,6 +280,18 @@ impl Cgroup {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// The number after `key ` in a flat-keyed cgroup file.
+fn field(text: Option<String>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+    })
+}
+
+fn num(text: Option<String>) -> Option<u64> {
+    text?.trim().parse::<u64>().ok()
 }
 
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {

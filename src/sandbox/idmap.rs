@@ -88,7 +88,12 @@ impl IdMapping {
     pub fn resolve(mode: UsernsMode) -> IdMapping {
         // SAFETY: getuid/getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let subs = HostIds::probe(uid);
+        // `single` needs nothing from the host: skip reading /etc/subuid,
+        // /etc/subgid, /etc/passwd and searching PATH for the helpers.
+        let subs = match mode {
+            UsernsMode::Single => None,
+            _ => HostIds::probe(uid).usable(),
+        };
         let single = |inside_uid: u32, inside_gid: u32| IdMapping {
             uid_map: vec![IdRange {
                 inside: inside_uid,
@@ -104,7 +109,7 @@ impl IdMapping {
             default_uid: inside_uid,
             default_gid: inside_gid,
         };
-        match (mode, subs.usable()) {
+        match (mode, subs) {
             (UsernsMode::Single, _) | (UsernsMode::Auto, None) => single(0, 0),
             (UsernsMode::KeepId, None) => single(uid, gid),
             (UsernsMode::Auto, Some((su, sg))) => IdMapping {
@@ -157,22 +162,41 @@ impl IdMapping {
     /// Install the maps for the process `pid`, which waits in its new user
     /// namespace until this returns.
     pub fn apply(&self, pid: i32) -> Result<(), IdmapError> {
+        self.start(pid)?.finish()
+    }
+
+    /// Begin installing the maps for `pid`: written at once without the
+    /// helpers; with them, both setuid helpers are started (each costs an
+    /// exec, and they are on every sandbox's start-up path) and the caller
+    /// may do other work before [`PendingMaps::finish`] waits for them.
+    pub fn start(&self, pid: i32) -> Result<PendingMaps, IdmapError> {
         if self.use_helpers {
-            // Both setuid helpers at once: each costs an exec, and they
-            // are on every sandbox's start-up path.
             let uid = Helper::spawn("newuidmap", pid, &self.uid_map)?;
             let gid = Helper::spawn("newgidmap", pid, &self.gid_map);
-            let uid = uid.finish();
-            gid?.finish()?;
-            uid?;
-            return Ok(());
+            return Ok(PendingMaps(Some((uid, gid))));
         }
         // Without the helpers an unprivileged process may map only itself,
         // and only after giving up setgroups(2) for good.
         write_proc(pid, "setgroups", "deny")?;
         write_proc(pid, "uid_map", &format_map(&self.uid_map))?;
         write_proc(pid, "gid_map", &format_map(&self.gid_map))?;
-        Ok(())
+        Ok(PendingMaps(None))
+    }
+}
+
+/// Maps being installed by the helpers (or already written: `None`).
+#[must_use = "the maps are only in place once finish() returns Ok"]
+pub struct PendingMaps(Option<(Helper, Result<Helper, IdmapError>)>);
+
+impl PendingMaps {
+    /// Wait for the helpers; Ok once both maps are written.
+    pub fn finish(self) -> Result<(), IdmapError> {
+        let Some((uid, gid)) = self.0 else {
+            return Ok(());
+        };
+        let uid = uid.finish();
+        gid?.finish()?;
+        uid
     }
 }
 

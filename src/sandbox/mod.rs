@@ -10,6 +10,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod child;
 pub mod console;
+pub mod enforce;
 pub mod error;
 pub mod idmap;
 pub mod init;

@@ -129,6 +129,23 @@ impl Report {
         }
     }
 
+    /// The report as pretty JSON, with a final newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        json.push(b'\n');
+        json
+    }
+
+    /// Write the report to `path`, atomically (a temporary file beside it,
+    /// then rename), so a judge never reads half a report.
+    pub fn write_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, self.to_json())?;
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
     /// The report of a run that never started.
     pub fn sandbox_error(message: String, e: Option<&Enforcement>) -> Report {
         Report {

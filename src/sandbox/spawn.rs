@@ -195,19 +195,30 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
         net: None,
     };
 
-    if spec.advanced.creates(Namespace::User) {
-        if let Err(e) = spec.idmap.apply(pid) {
-            running.kill_and_reap();
-            return Err(e.into());
+    // The id maps, only for a user namespace of the sandbox's own.
+    let maps = if spec.advanced.creates(Namespace::User) {
+        match spec.idmap.start(pid) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                running.kill_and_reap();
+                return Err(e.into());
+            }
         }
-    }
+    } else {
+        None
+    };
     // Into the sandbox's cgroup before anything runs, so every process the
-    // workload ever makes is counted and limited.
-    if let Some(cg) = &spec.limits.cgroup {
-        if let Err(e) = cg.add(pid) {
-            running.kill_and_reap();
-            return Err(SandboxError::Limits(e.into()));
-        }
+    // workload ever makes is counted and limited. Done while newuidmap and
+    // newgidmap run: on cgroup v1 the first move into a cgroup waits for an
+    // RCU grace period (milliseconds, no CPU), which hides their exec time.
+    let joined = spec.limits.cgroup.as_ref().map(|cg| cg.add(pid));
+    if let Some(Err(e)) = maps.map(|m| m.finish()) {
+        running.kill_and_reap();
+        return Err(e.into());
+    }
+    if let Some(Err(e)) = joined {
+        running.kill_and_reap();
+        return Err(SandboxError::Limits(e.into()));
     }
     // The network comes up before the workload runs.
     running.net = match crate::net::start(&spec.network, pid, &spec.id) {

@@ -264,8 +264,14 @@ fn with_rm_nothing_is_left_in_the_data_dir() {
         .run_rootfs(["sh", "-c", "echo x > /file"])
         .run()
         .ok();
+    // The run was a container while it ran (as in Docker); only the
+    // store's empty index is left.
     let left: Vec<_> = walk(&data);
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        left,
+        [data.join("containers"), data.join("containers/names")],
+        "{left:?}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -9,13 +9,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hutch::image::reference::Digest;
 
 use crate::harness::{chown, hutch, project_dir, scratch, Hutch, User};
 
-const PLAIN: &str = "127.0.0.1:5790";
+pub const PLAIN: &str = "127.0.0.1:5790";
 const TLS: &str = "127.0.0.1:5791";
 const AUTH: &str = "127.0.0.1:5792";
 pub const REGISTRY_DIR: &str = "/tmp/hutch-registry";
@@ -45,12 +45,12 @@ pub fn registries() {
 }
 
 /// A fresh data dir for one test and user.
-fn data(user: User, name: &str) -> PathBuf {
+pub fn data(user: User, name: &str) -> PathBuf {
     registries();
     scratch(user, &format!("img-{name}"))
 }
 
-fn h(user: User, data: &Path) -> Hutch {
+pub fn h(user: User, data: &Path) -> Hutch {
     hutch(user).env("HUTCH_DATA_DIR", data)
 }
 
@@ -58,7 +58,7 @@ fn image(reg: &str, name: &str) -> String {
     format!("{reg}/hutch/{name}")
 }
 
-fn images_json(user: User, data: &Path) -> Vec<serde_json::Value> {
+pub fn images_json(user: User, data: &Path) -> Vec<serde_json::Value> {
     let out = h(user, data).args(["images", "--format", "json"]).run();
     serde_json::from_str(out.ok()).unwrap()
 }
@@ -76,7 +76,7 @@ fn manifest_digest(user: User, data: &Path) -> String {
 }
 
 /// Entries of `dir` (empty when missing).
-fn entries(dir: &Path) -> Vec<String> {
+pub fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -357,20 +357,62 @@ fn basic_auth_login_wrong_password_and_logout() {
 }
 
 /// A registry that serves whatever it is given: `/v2/` and
-/// `/v2/<repo>/{manifests,blobs}/<ref>` from a map, nothing else. Truncated
-/// entries send half their bytes and hang up. With a token policy it
-/// answers like Docker Hub: 401 and a Bearer challenge pointing at its own
-/// `/token`, which hands out a token (to anyone, or for one user's Basic
-/// credentials) that every other request must then carry.
-struct FakeRegistry {
-    addr: String,
+/// `/v2/<repo>/{manifests,blobs}/<ref>` from a map, nothing else; entries
+/// are cut as their [`Cut`] says, and `Range: bytes=N-` is honoured unless
+/// it says otherwise. With a token policy it answers like Docker Hub: 401
+/// and a Bearer challenge pointing at its own `/token`, which hands out a
+/// token (to anyone, or for one user's Basic credentials) that every other
+/// request must then carry. Every request is logged.
+pub struct FakeRegistry {
+    pub addr: String,
+    pub log: Arc<Mutex<Vec<Request>>>,
+}
+
+/// One request the fake registry answered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    /// The Range header, if any.
+    pub range: Option<String>,
+    /// Status and body bytes sent.
+    pub status: u16,
+    pub sent: usize,
+}
+
+impl FakeRegistry {
+    /// The requests for paths ending in `suffix`.
+    pub fn requests(&self, suffix: &str) -> Vec<Request> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// How the fake registry cuts a body short.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Cut {
+    /// Never.
+    None,
+    /// Every time: half of it, then it hangs up (Range ignored).
+    Always,
+    /// The first request gets half and a hang-up; later ones are whole.
+    Once,
+    /// As `Once`, but later requests ignore Range (200, whole body).
+    OnceIgnoringRange,
+    /// As `Once`, but the first half sent is corrupted.
+    CorruptOnce,
+    /// The first request gets half, then the connection stays open,
+    /// silent, until the client goes.
+    Stall,
 }
 
 #[derive(Clone)]
-struct Served {
+pub struct Served {
     content_type: String,
     body: Vec<u8>,
-    truncate: bool,
+    cut: Cut,
 }
 
 #[derive(Clone)]
@@ -383,7 +425,7 @@ enum Token {
 const TOKEN: &str = "fake-token-123";
 
 impl FakeRegistry {
-    fn start(routes: HashMap<String, Served>) -> FakeRegistry {
+    pub fn start(routes: HashMap<String, Served>) -> FakeRegistry {
         FakeRegistry::start_with(routes, Token::None)
     }
 
@@ -391,25 +433,78 @@ impl FakeRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let routes = Arc::new(routes);
+        let log: Arc<Mutex<Vec<Request>>> = Arc::default();
         let me = addr.clone();
+        let shared = log.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (routes, token, me) = (routes.clone(), token.clone(), me.clone());
-                std::thread::spawn(move || serve(conn, &routes, &token, &me));
+                let log = shared.clone();
+                std::thread::spawn(move || serve(conn, &routes, &token, &me, &log));
             }
         });
-        FakeRegistry { addr }
+        FakeRegistry { addr, log }
     }
 }
 
-fn serve(mut conn: std::net::TcpStream, routes: &HashMap<String, Served>, token: &Token, me: &str) {
+/// Answer a blob or manifest as its [`Cut`] says; `earlier` requests of the
+/// same path came before. Returns the status, headers and body to send,
+/// and whether to stall after sending.
+fn cut_response(s: &Served, range: Option<&str>, earlier: usize) -> (u16, String, Vec<u8>, bool) {
+    let len = s.body.len();
+    let first = earlier == 0;
+    let head = |status: &str, extra: &str, n: usize| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {n}\r\n{extra}Connection: close\r\n\r\n",
+            s.content_type
+        )
+    };
+    let half = |body: &[u8]| body[..len / 2].to_vec();
+    match s.cut {
+        Cut::Always => return (200, head("200 OK", "", len), half(&s.body), false),
+        Cut::Once | Cut::OnceIgnoringRange if first => {
+            return (200, head("200 OK", "", len), half(&s.body), false)
+        }
+        Cut::Stall if first => return (200, head("200 OK", "", len), half(&s.body), true),
+        Cut::CorruptOnce if first => {
+            let bad: Vec<u8> = s.body.iter().map(|b| b ^ 0x55).collect();
+            return (200, head("200 OK", "", len), half(&bad), false);
+        }
+        _ => {}
+    }
+    let from = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    match from {
+        Some(n) if n < len && s.cut != Cut::OnceIgnoringRange => {
+            let extra = format!("Content-Range: bytes {n}-{}/{len}\r\n", len - 1);
+            (
+                206,
+                head("206 Partial Content", &extra, len - n),
+                s.body[n..].to_vec(),
+                false,
+            )
+        }
+        _ => (200, head("200 OK", "", len), s.body.clone(), false),
+    }
+}
+
+fn serve(
+    mut conn: std::net::TcpStream,
+    routes: &HashMap<String, Served>,
+    token: &Token,
+    me: &str,
+    log: &Mutex<Vec<Request>>,
+) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
         return;
     }
     let mut authorization = String::new();
+    let mut range = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
@@ -418,6 +513,9 @@ fn serve(mut conn: std::net::TcpStream, routes: &HashMap<String, Served>, token:
         if let Some((k, v)) = h.split_once(':') {
             if k.eq_ignore_ascii_case("authorization") {
                 authorization = v.trim().to_string();
+            }
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
             }
         }
     }
@@ -452,15 +550,30 @@ fn serve(mut conn: std::net::TcpStream, routes: &HashMap<String, Served>, token:
         ok("application/json", b"{}", 2)
     } else {
         match routes.get(&path) {
-            Some(s) => ok(
-                &s.content_type,
-                &s.body,
-                if s.truncate {
-                    s.body.len() / 2
-                } else {
-                    s.body.len()
-                },
-            ),
+            Some(s) => {
+                let earlier = log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r.path == path)
+                    .count();
+                let (status, head, body, stall) = cut_response(s, range.as_deref(), earlier);
+                log.lock().unwrap().push(Request {
+                    path: path.clone(),
+                    range: range.clone(),
+                    status,
+                    sent: body.len(),
+                });
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+                let _ = conn.flush();
+                if stall {
+                    // Until the client hangs up (or is killed).
+                    let mut sink = [0u8; 512];
+                    while matches!(std::io::Read::read(&mut conn, &mut sink), Ok(n) if n > 0) {}
+                }
+                return;
+            }
             None => {
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
             }
@@ -472,11 +585,11 @@ fn serve(mut conn: std::net::TcpStream, routes: &HashMap<String, Served>, token:
 
 /// An image of one layer for the fake registry, under `repo:latest`.
 /// `served_layer` is what the blob URL returns (normally `layer` itself).
-fn fake_image(
+pub fn fake_image(
     repo: &str,
     layer: &[u8],
     served_layer: Vec<u8>,
-    truncate: bool,
+    cut: Cut,
 ) -> HashMap<String, Served> {
     let diff = Digest::of(layer);
     let layer_digest = Digest::of(layer);
@@ -493,7 +606,7 @@ fn fake_image(
     let json = |ct: &str, b: Vec<u8>| Served {
         content_type: ct.into(),
         body: b,
-        truncate: false,
+        cut: Cut::None,
     };
     m.insert(
         format!("/v2/{repo}/manifests/latest"),
@@ -511,14 +624,14 @@ fn fake_image(
         Served {
             content_type: "application/octet-stream".into(),
             body: served_layer,
-            truncate,
+            cut,
         },
     );
     m
 }
 
 /// A tar of raw entries `(name, type, data-or-link)`, names written as is.
-fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+pub fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, kind, data) in entries {
         let mut hd = tar::Header::new_gnu();
@@ -558,7 +671,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_not_kept() {
     let d = data(User::Sub, "mismatch");
     let layer = raw_tar(&[("file", tar::EntryType::Regular, b"the real content")]);
     let evil = raw_tar(&[("file", tar::EntryType::Regular, b"swapped content!")]);
-    let reg = FakeRegistry::start(fake_image("hutch/swapped", &layer, evil, false));
+    let reg = FakeRegistry::start(fake_image("hutch/swapped", &layer, evil, Cut::None));
     h(User::Sub, &d)
         .args(["pull", &format!("{}/hutch/swapped", reg.addr)])
         .run()
@@ -570,7 +683,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_not_kept() {
 fn an_interrupted_download_leaves_no_corrupt_store() {
     let d = data(User::Sub, "interrupted");
     let layer = raw_tar(&[("file", tar::EntryType::Regular, &[7u8; 100_000])]);
-    let reg = FakeRegistry::start(fake_image("hutch/cut", &layer, layer.clone(), true));
+    let reg = FakeRegistry::start(fake_image("hutch/cut", &layer, layer.clone(), Cut::Always));
     let out = h(User::Sub, &d)
         .args(["pull", &format!("{}/hutch/cut", reg.addr)])
         .run();
@@ -621,7 +734,12 @@ fn hostile_layers_are_refused_with_nothing_written_outside() {
     ];
     for (name, layer) in cases {
         let d = data(user, &format!("hostile-{name}"));
-        let reg = FakeRegistry::start(fake_image("hutch/hostile", &layer, layer.clone(), false));
+        let reg = FakeRegistry::start(fake_image(
+            "hutch/hostile",
+            &layer,
+            layer.clone(),
+            Cut::None,
+        ));
         h(user, &d)
             .args(["pull", &format!("{}/hutch/hostile", reg.addr)])
             .run()
@@ -760,7 +878,7 @@ fn bearer_tokens_anonymous_and_with_credentials() {
     // Anonymous tokens, as Docker Hub gives for public images.
     let d = data(user, "token-anon");
     let reg = FakeRegistry::start_with(
-        fake_image("hutch/tok", &layer, layer.clone(), false),
+        fake_image("hutch/tok", &layer, layer.clone(), Cut::None),
         Token::Anonymous,
     );
     h(user, &d)
@@ -770,7 +888,7 @@ fn bearer_tokens_anonymous_and_with_credentials() {
     // Tokens only for the right user and password.
     let basic = hutch::image::auth::base64_encode(b"alice:s3cret");
     let reg = FakeRegistry::start_with(
-        fake_image("hutch/tok", &layer, layer.clone(), false),
+        fake_image("hutch/tok", &layer, layer.clone(), Cut::None),
         Token::For(basic),
     );
     let name = format!("{}/hutch/tok", reg.addr);

@@ -261,3 +261,84 @@ fn fifty_runs_on_two_workers_all_report_correctly() {
         w.join().unwrap();
     }
 }
+
+/// A judge run writes its own one-uid map instead of exec'ing the setuid
+/// newuidmap and newgidmap, unless `--userns` says otherwise or its user
+/// needs the subordinate range.
+#[test]
+fn judge_runs_in_a_one_uid_namespace_unless_told_otherwise() {
+    let uid_map = |flags: &[&str]| -> Vec<String> {
+        let out = hutch(User::Sub)
+            .run_rootfs(["--policy", "judge"])
+            .args(flags)
+            .args(["cat", "/proc/self/uid_map"])
+            .run();
+        out.ok()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let single = uid_map(&[]);
+    assert_eq!(single.len(), 1, "{single:?}");
+    assert!(
+        single[0].starts_with("0 ") && single[0].ends_with(" 1"),
+        "{single:?}"
+    );
+    // The user's choice is honoured.
+    let auto = uid_map(&["--userns", "auto"]);
+    assert_eq!(auto.len(), 2, "{auto:?}");
+    assert_eq!(auto[0], single[0]);
+    // A user other than root needs the range: judge falls back to auto.
+    assert_eq!(uid_map(&["-u", "1000"]), auto);
+    // Other profiles keep auto as their default.
+    let out = hutch(User::Sub)
+        .run_rootfs(["cat", "/proc/self/uid_map"])
+        .run();
+    assert_eq!(out.ok().lines().count(), 2, "{out:#?}");
+}
+
+/// A kept container's limits hold on every start: its cgroup goes when a
+/// run ends (so each run's peak and OOM count start from zero) and is made
+/// again, limits and all, by the next start.
+#[test]
+fn a_kept_container_is_limited_on_every_start() {
+    both(|user| {
+        let data = scratch(user, "judge-restart").join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let acct = user.account();
+        crate::harness::chown(&data, acct.uid, acct.gid);
+        let h = || hutch(user).env("HUTCH_DATA_DIR", &data);
+        h().args([
+            "create",
+            "--name",
+            "again",
+            "-m",
+            "64m",
+            "-v",
+            &programs_volume(),
+        ])
+        .args(["--rootfs"])
+        .arg_path(crate::harness::rootfs(user))
+        .args(["/p/alloc"])
+        .run()
+        .ok();
+        for run in 0..2 {
+            let out = h().args(["start", "-a", "again"]).run();
+            assert_ne!(out.code, 0, "run {run}: {out:?}");
+            let status = h()
+                .args(["inspect", "--format", "{{.State.Report.status}}", "again"])
+                .run();
+            assert_eq!(status.ok().trim(), "memory-limit", "run {run}");
+            let by = h()
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{.State.Report.enforced_by.memory}}",
+                    "again",
+                ])
+                .run();
+            assert_eq!(by.ok().trim(), mechanisms(user)["memory"], "run {run}");
+        }
+        h().args(["rm", "again"]).run().ok();
+    });
+}

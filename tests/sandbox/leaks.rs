@@ -125,7 +125,13 @@ fn two_hundred_runs_leave_nothing_behind() {
         "the host's mount table changed"
     );
     assert_eq!(processes_with_marker(), Vec::<String>::new());
-    assert_eq!(listing(&data), BTreeSet::new(), "the data dir is not empty");
+    // Each run was a container while it ran (as in Docker); only the
+    // store's empty index is left.
+    let empty_store: BTreeSet<_> = [data.join("containers"), data.join("containers/names")]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(listing(&data), empty_store, "the data dir is not empty");
     assert_eq!(listing(&runtime), dirs_after_first, "the runtime dir grew");
     let tmp_after = user_tmp_entries(uid);
     assert!(

@@ -263,6 +263,10 @@ fn exec_sees_the_same_files_and_processes_and_is_confined() {
         assert!(line.ends_with("0000000000000000"), "{line}");
     }
     assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "{status}");
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "the workload's seccomp filter: {status}"
+    );
     // Same hostname, same user namespace as the workload.
     assert_eq!(
         ctx.h(["exec", "box", "hostname"]).ok(),
@@ -607,8 +611,6 @@ fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
         .spawn();
     live.wait_line("ready");
     assert!(ctx.h(["ps"]).ok().contains("fg2"));
-    ctx.h(["exec", "fg2", "true"])
-        .fails_with(1, "runs in the foreground");
     ctx.h(["stop", "fg2"]).ok();
     let out = live.finish();
     assert_eq!(out.code, 0, "{out:?}");
@@ -616,4 +618,252 @@ fn run_in_the_foreground_keeps_a_container_that_stop_and_start_know() {
     assert_eq!(ctx.inspect("fg2", ".State.Status"), "exited");
     assert_eq!(ctx.inspect("fg2", ".State.ExitCode"), "0");
     ctx.h(["rm", "fg", "fg2"]).ok();
+}
+
+#[test]
+fn exec_joins_a_container_run_in_the_foreground() {
+    let ctx = Ctx::new("fgexec");
+    // --rm too: the record lives while the run does, then goes.
+    let mut live = ctx
+        .cmd(["run", "--rm", "--name", "front", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "echo seen > /from-workload; echo ready; exec sleep 1000",
+        ])
+        .spawn();
+    live.wait_line("ready");
+    let ps = ctx.h(["ps"]);
+    assert!(
+        ps.ok()
+            .lines()
+            .any(|l| l.contains("Up ") && l.ends_with("front")),
+        "{ps:?}"
+    );
+    assert_eq!(
+        ctx.h(["exec", "front", "cat", "/from-workload"]).ok(),
+        "seen\n"
+    );
+    let procs = ctx.h(["exec", "front", "ps", "-o", "pid,args"]);
+    assert!(
+        procs
+            .ok()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "sleep", "1000"]),
+        "same pid namespace: {procs:?}"
+    );
+    // What exec writes, the workload's side sees.
+    ctx.h(["exec", "front", "sh", "-c", "echo from-exec > /shared"])
+        .ok();
+    assert_eq!(
+        ctx.h(["exec", "front", "cat", "/shared"]).ok(),
+        "from-exec\n"
+    );
+    let status = ctx.h(["exec", "front", "cat", "/proc/self/status"]);
+    assert!(
+        status.ok().lines().any(|l| l == "NoNewPrivs:\t1"),
+        "{status:?}"
+    );
+    // The record names the foreground hutch as the supervisor: stop goes
+    // through it, and the --rm record is gone with the run.
+    assert_eq!(
+        pid_of(&ctx, "front", ".State.SupervisorPid"),
+        live.pid(),
+        "the foreground hutch supervises"
+    );
+    ctx.h(["stop", "-t", "1", "front"]).ok();
+    let out = live.finish();
+    assert_eq!(out.code, 143, "SIGTERM ended the sleep: {out:?}");
+    assert!(ctx.h(["ps", "-a", "-q"]).ok().is_empty());
+    ctx.h(["exec", "front", "true"])
+        .fails_with(1, "No such container: front");
+}
+
+#[test]
+fn start_a_and_i_attach_to_a_background_container() {
+    let ctx = Ctx::new("startai");
+    ctx.cmd(["create", "-i", "--name", "reader", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args([
+            "sh",
+            "-c",
+            "while read l; do echo \"got $l\"; echo \"err $l\" >&2; done; echo eof; exit 5",
+        ])
+        .run()
+        .ok();
+    // Attached before the workload starts: no output is missed; stdin is
+    // forwarded and its end closes the workload's stdin.
+    let out = ctx
+        .cmd(["start", "-a", "-i", "reader"])
+        .stdin("a\nb\n")
+        .run();
+    assert_eq!(out.code, 5, "{out:?}");
+    assert_eq!(out.stdout, "got a\ngot b\neof\n");
+    assert_eq!(out.stderr, "err a\nerr b\n", "stderr kept apart");
+    // Recorded before start -a returned.
+    assert_eq!(ctx.inspect("reader", ".State.Status"), "exited");
+    assert_eq!(ctx.inspect("reader", ".State.ExitCode"), "5");
+    assert_eq!(ctx.h(["logs", "reader"]).ok(), "got a\ngot b\neof\n");
+
+    // -i needs a container made with -i.
+    ctx.cmd(["create", "--name", "deaf", "--rootfs"])
+        .arg_path(rootfs(ctx.user))
+        .args(["true"])
+        .run()
+        .ok();
+    ctx.h(["start", "-i", "deaf"])
+        .fails_with(1, "container deaf was made without -i");
+    assert_eq!(ctx.inspect("deaf", ".State.Status"), "created");
+    ctx.h(["rm", "reader", "deaf"]).ok();
+}
+
+#[test]
+fn run_d_i_keeps_stdin_open_for_attach() {
+    let ctx = Ctx::new("rundi");
+    ctx.run_d(
+        "talk",
+        &[
+            "-i",
+            "sh",
+            "-c",
+            "echo ready; while read l; do echo \"got $l\"; done; echo bye; exit 3",
+        ],
+    );
+    drop(ctx.wait_ready("talk", "ready"));
+    // The workload waits on the stdin its supervisor holds open; attach
+    // feeds it, and the end of attach's stdin is the workload's.
+    let out = ctx.cmd(["attach", "talk"]).stdin("one\ntwo\n").run();
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(
+        out.stdout, "got one\ngot two\nbye\n",
+        "only output after attaching"
+    );
+    assert_eq!(
+        ctx.h(["logs", "talk"]).ok(),
+        "ready\ngot one\ngot two\nbye\n"
+    );
+    ctx.h(["attach", "talk"])
+        .fails_with(1, "container talk is not running");
+    ctx.h(["rm", "talk"]).ok();
+}
+
+#[test]
+fn detaching_leaves_the_container_running() {
+    let ctx = Ctx::new("detach");
+    ctx.run_d(
+        "ticker",
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
+    let mut first = ctx.cmd(["attach", "ticker"]).spawn();
+    first.wait_line("tick");
+    // The client goes away without a word: that is a detach.
+    first.signal(libc::SIGKILL);
+    first.finish();
+    let mut second = ctx.cmd(["attach", "--no-stdin", "ticker"]).spawn();
+    second.wait_line("tick");
+    assert_eq!(ctx.inspect("ticker", ".State.Status"), "running");
+    // A signal to attach goes to the workload (--sig-proxy).
+    second.signal(libc::SIGTERM);
+    let out = second.finish();
+    assert_eq!(out.code, 143, "the workload's status: {out:?}");
+    assert_eq!(ctx.inspect("ticker", ".State.ExitCode"), "143");
+    ctx.h(["rm", "ticker"]).ok();
+}
+
+#[test]
+fn detached_containers_keep_their_judge_limits() {
+    let ctx = Ctx::new("limits");
+    let dir = scratch(ctx.user, "lifecycle-limits-report");
+    let report = dir.join("report.json");
+    let t = Instant::now();
+    ctx.cmd([
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--wall-time-limit",
+        "1",
+        "--report",
+    ])
+    .arg_path(&report)
+    .args(["--rootfs"])
+    .arg_path(rootfs(ctx.user))
+    .args(["sleep", "100"])
+    .run()
+    .ok();
+    assert_eq!(ctx.h(["wait", "slow"]).ok(), "137\n");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert_eq!(
+        ctx.inspect("slow", ".State.Report.status"),
+        "wall-time-limit"
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(written["status"], "wall-time-limit", "{written}");
+    assert_eq!(written["enforced_by"]["wall-time"], "supervisor");
+
+    // Exactly the limit is kept in the log, and the run ends.
+    ctx.run_d("flood", &["--output-limit", "5000", "yes"]);
+    assert_eq!(ctx.h(["wait", "flood"]).ok(), "137\n");
+    let logs = ctx.h(["logs", "flood"]);
+    assert_eq!(logs.ok().len(), 5000);
+    assert!(logs.stdout.bytes().all(|b| b == b'y' || b == b'\n'));
+    assert_eq!(ctx.inspect("flood", ".State.Report.status"), "output-limit");
+
+    // create + start: every run is limited, attached or not.
+    ctx.cmd([
+        "create",
+        "--name",
+        "later",
+        "--wall-time-limit",
+        "1",
+        "--rootfs",
+    ])
+    .arg_path(rootfs(ctx.user))
+    .args(["sh", "-c", "echo run; exec sleep 100"])
+    .run()
+    .ok();
+    for _ in 0..2 {
+        let out = ctx.h(["start", "-a", "later"]);
+        assert_eq!((out.code, out.stdout.as_str()), (137, "run\n"), "{out:?}");
+        assert_eq!(
+            ctx.inspect("later", ".State.Report.status"),
+            "wall-time-limit"
+        );
+    }
+
+    // What a detached container cannot honour is refused, not ignored.
+    let refused = |flag: &str, value: &str, needle: &str| {
+        ctx.cmd(["run", "-d", flag, value, "--rootfs"])
+            .arg_path(rootfs(ctx.user))
+            .args(["true"])
+            .run()
+            .fails_with(125, needle);
+    };
+    refused(
+        "--report-fd",
+        "1",
+        "--report-fd applies to a run in the foreground",
+    );
+    refused(
+        "--stdout",
+        "/dev/null",
+        "--stdout/--stderr applies to a run in the foreground",
+    );
+    refused(
+        "--stdin",
+        "/dev/null",
+        "--stdin applies to a run in the foreground",
+    );
+    assert_eq!(ctx.h(["ps", "-a", "-q"]).ok().lines().count(), 3);
+    ctx.h(["rm", "slow", "flood", "later"]).ok();
 }

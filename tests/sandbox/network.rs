@@ -21,6 +21,25 @@ fn free_port() -> u16 {
 /// The network helper among hutch's own children (slirp4netns or pasta;
 /// pasta's own short-lived children are not counted).
 fn helper_of(hutch_pid: i32) -> i32 {
+    let found = children_named(hutch_pid, &["slirp4netns", "pasta", "passt"]);
+    assert_eq!(
+        found.len(),
+        1,
+        "one helper expected among hutch's children: {found:?}"
+    );
+    found[0]
+}
+
+/// hutch's own TCP port forwarder among hutch's children (slirp4netns's
+/// published TCP ports).
+fn forwarder_of(hutch_pid: i32) -> i32 {
+    let found = children_named(hutch_pid, &["hutch-forward"]);
+    assert_eq!(found.len(), 1, "one forwarder expected: {found:?}");
+    found[0]
+}
+
+/// Children of `pid` whose command name starts with one of `names`.
+fn children_named(hutch_pid: i32, names: &[&str]) -> Vec<i32> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{hutch_pid}/task"))
         .unwrap()
@@ -32,20 +51,12 @@ fn helper_of(hutch_pid: i32) -> i32 {
             .filter_map(|c| c.parse::<i32>().ok())
         {
             let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            if comm.starts_with("slirp4netns")
-                || comm.starts_with("pasta")
-                || comm.starts_with("passt")
-            {
+            if names.iter().any(|n| comm.starts_with(n)) {
                 found.push(c);
             }
         }
     }
-    assert_eq!(
-        found.len(),
-        1,
-        "one helper expected among hutch's children: {found:?}"
-    );
-    found[0]
+    found
 }
 
 fn http_get(port: u16) -> String {
@@ -79,6 +90,8 @@ fn a_web_server_inside_is_published_with_each_backend() {
             .spawn();
         live.wait_line("ready");
         let helper = pidfd(helper_of(live.pid())).expect("the helper runs");
+        let forwarder = (backend == "slirp4netns")
+            .then(|| pidfd(forwarder_of(live.pid())).expect("the forwarder runs"));
         let reply = http_get(port);
         assert!(
             reply.contains(&format!("served by {backend}")),
@@ -92,6 +105,12 @@ fn a_web_server_inside_is_published_with_each_backend() {
             wait_exit(&helper, Duration::ZERO),
             "{backend} outlived its sandbox"
         );
+        if let Some(f) = forwarder {
+            assert!(
+                wait_exit(&f, Duration::ZERO),
+                "the forwarder outlived its sandbox"
+            );
+        }
     }
 }
 
@@ -149,10 +168,13 @@ fn no_network_reaches_nothing() {
 fn the_helper_dies_with_hutch() {
     let user = User::Sub;
     for backend in BACKENDS {
+        let publish = format!("127.0.0.1:{}:80", free_port());
         let mut live = hutch(user)
             .run_rootfs([
                 "--network",
                 backend,
+                "-p",
+                &publish,
                 "sh",
                 "-c",
                 "echo ready; exec sleep 60",
@@ -160,12 +182,58 @@ fn the_helper_dies_with_hutch() {
             .spawn();
         live.wait_line("ready");
         let fd = pidfd(helper_of(live.pid())).expect("helper alive");
+        let forwarder = (backend == "slirp4netns")
+            .then(|| pidfd(forwarder_of(live.pid())).expect("forwarder alive"));
         live.signal(libc::SIGKILL);
         assert!(
             wait_exit(&fd, Duration::from_secs(20)),
             "{backend} outlived hutch"
         );
+        if let Some(f) = forwarder {
+            assert!(
+                wait_exit(&f, Duration::from_secs(20)),
+                "the forwarder outlived hutch"
+            );
+        }
         let _ = live.finish();
+    }
+}
+
+#[test]
+fn ctrl_c_reaches_the_workload_and_leaves_its_network_up() {
+    use std::os::unix::process::CommandExt;
+    let user = User::Sub;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in server.incoming().flatten() {
+            let _ = conn.write_all(b"hello-from-host\n");
+        }
+    });
+    for backend in BACKENDS {
+        let host = match backend {
+            "slirp4netns" => "10.0.2.2",
+            _ => "$(ip route | awk '/default/ {print $3}')",
+        };
+        // The workload answers SIGINT by using the network once more.
+        let script = format!(
+            "host={host}; trap 'echo | nc -w 5 $host {port}; exit 3' INT; echo ready; \
+             while :; do sleep 0.1; done"
+        );
+        let network = format!("{backend}:allow_host_loopback=true");
+        let mut h = hutch(user).run_rootfs(["--network", &network, "sh", "-c", &script]);
+        h.command().process_group(0);
+        let mut live = h.spawn();
+        live.wait_line("ready");
+        // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+        // SAFETY: signalling the process group of the hutch we spawned.
+        assert_eq!(unsafe { libc::kill(-live.pid(), libc::SIGINT) }, 0);
+        let out = live.finish();
+        assert_eq!(out.code, 3, "{backend}: {out:#?}");
+        assert!(
+            out.stdout.contains("hello-from-host"),
+            "{backend}: the network went down with Ctrl-C: {out:#?}"
+        );
     }
 }
 
@@ -301,6 +369,7 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             .unwrap();
         let supervisor = parent_of(init);
         let helper = pidfd(helper_of(supervisor)).expect("helper runs");
+        let forwarder = pidfd(forwarder_of(supervisor)).expect("forwarder runs");
         match end {
             "stop" => {
                 h(&["stop", "-t", "1", name]).ok();
@@ -317,7 +386,106 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             wait_exit(&helper, Duration::from_secs(20)),
             "{name}: helper outlived the container"
         );
+        assert!(
+            wait_exit(&forwarder, Duration::from_secs(20)),
+            "{name}: forwarder outlived the container"
+        );
         let _ = logs.finish();
         let _ = h(&["rm", "-f", name]);
     }
+}
+
+#[test]
+fn publish_all_serves_the_images_exposed_ports() {
+    // The `web` test image exposes 80/tcp and 8080/tcp and serves /www.
+    crate::images::registries();
+    let user = User::Sub;
+    let data = scratch(user, "net-publish-all");
+    let h = |args: &[&str]| hutch(user).env("HUTCH_DATA_DIR", &data).args(args).run();
+    let web = "127.0.0.1:5790/hutch/web";
+    h(&["pull", "-q", web]).ok();
+    // The image's own Cmd runs httpd in the foreground, which says nothing
+    // when it listens: this command says "ready" once httpd has bound.
+    h(&[
+        "run",
+        "-d",
+        "-P",
+        "--name",
+        "web",
+        "--network",
+        "private",
+        web,
+        "sh",
+        "-c",
+        "httpd -p 80 -h /www && echo ready && exec sleep 300",
+    ])
+    .ok();
+    let mut logs = hutch(user)
+        .env("HUTCH_DATA_DIR", &data)
+        .args(["logs", "-f", "web"])
+        .spawn();
+    logs.wait_line("ready");
+
+    // Both exposed ports are published, each on its own free host port.
+    let listing = h(&["port", "web"]).ok().to_string();
+    let mapped: Vec<(String, u16)> = listing
+        .lines()
+        .map(|l| {
+            let (container, host) = l.split_once(" -> ").expect(&listing);
+            let (ip, port) = host.rsplit_once(':').unwrap();
+            assert_eq!(ip, "0.0.0.0", "{listing}");
+            (container.to_string(), port.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        mapped.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        ["80/tcp", "8080/tcp"],
+        "{listing}"
+    );
+    assert_ne!(mapped[0].1, mapped[1].1);
+    let port80 = mapped[0].1;
+    assert_eq!(
+        h(&["port", "web", "80/tcp"]).ok(),
+        format!("0.0.0.0:{port80}\n")
+    );
+    let reply = http_get(port80);
+    assert!(
+        reply.contains("200 OK") && reply.contains("hello from the web image"),
+        "{reply:?}"
+    );
+
+    // inspect: Docker's shape for -P.
+    let field = |f: &str| h(&["inspect", "-f", f, "web"]).ok().trim().to_string();
+    assert_eq!(field("{{json .HostConfig.PublishAllPorts}}"), "true");
+    assert_eq!(
+        field("{{.HostConfig.NetworkMode}}"),
+        hutch::net::preferred_backend().to_string()
+    );
+    let ports: serde_json::Value =
+        serde_json::from_str(&field("{{json .NetworkSettings.Ports}}")).unwrap();
+    for (container, host) in &mapped {
+        assert_eq!(
+            ports[container],
+            serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": host.to_string()}]),
+            "{ports}"
+        );
+    }
+    let ps = h(&["ps"]).ok().to_string();
+    assert!(ps.contains(&format!("0.0.0.0:{port80}->80/tcp")), "{ps}");
+
+    // Without -P, the image's ports stay closed.
+    h(&["create", "--name", "closed", "--network", "private", web]).ok();
+    let closed = h(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.PublishAllPorts}} {{json .NetworkSettings.Ports}}",
+        "closed",
+    ]);
+    assert_eq!(closed.ok().trim(), "false {}");
+    assert_eq!(h(&["port", "closed"]).ok(), "");
+
+    h(&["rm", "-f", "web", "closed"]).ok();
+    let _ = logs.finish();
+    // The published port is closed with its container.
+    assert!(TcpStream::connect(("127.0.0.1", port80)).is_err());
 }

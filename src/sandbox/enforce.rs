@@ -1,0 +1,163 @@
+//! The limits a supervisor enforces while a sandbox runs, shared by the
+//! foreground relay (`attach`) and a detached container's supervisor
+//! (`container::supervisor`): the wall clock, the output budget, and CPU
+//! time and memory sampled by the watchdog when no cgroup holds them. The
+//! kernel enforces the rest (rlimits, cgroups); see `limits`.
+
+use std::time::{Duration, Instant};
+
+use super::limits::Enforcement;
+use super::report::{Breach, Outcome};
+use super::spawn::Running;
+use super::watchdog;
+
+/// How often the watchdog samples CPU and memory when no cgroup does it.
+const WATCHDOG_TICK: Duration = Duration::from_millis(20);
+
+/// The supervisor's side of one run's limits.
+pub struct Watch<'a> {
+    limits: &'a Enforcement,
+    started_at: Instant,
+    wall_deadline: Option<Instant>,
+    watching: bool,
+    /// Bytes of stdout and stderr kept so far.
+    pub output_bytes: u64,
+    /// The limit the sandbox was killed for, once it was.
+    pub breach: Option<Breach>,
+    peak_watched_rss_kib: u64,
+    /// The watchdog's last reading of the tree's CPU time: processes killed
+    /// together with init are not always in init's rusage.
+    last_watched_cpu: Duration,
+    /// When the watchdog reads CPU time and memory again: once per tick, not
+    /// on every wake-up (a chatty workload wakes the loop per chunk of
+    /// output, and a reading walks /proc).
+    next_sample: Instant,
+}
+
+impl<'a> Watch<'a> {
+    /// Start watching a run that started at `started_at`.
+    pub fn new(limits: &'a Enforcement, started_at: Instant) -> Watch<'a> {
+        Watch {
+            limits,
+            started_at,
+            wall_deadline: limits
+                .limits
+                .wall_time_ms
+                .map(|ms| started_at + Duration::from_millis(ms)),
+            watching: limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some(),
+            output_bytes: 0,
+            breach: None,
+            peak_watched_rss_kib: 0,
+            last_watched_cpu: Duration::ZERO,
+            next_sample: started_at,
+        }
+    }
+
+    /// The poll timeout (ms, -1 for none) until the next check is due.
+    pub fn timeout_ms(&self) -> i32 {
+        if self.breach.is_some() {
+            return -1;
+        }
+        let mut timeout = self
+            .wall_deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if self.watching {
+            let sample = self.next_sample.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(sample, |t| t.min(sample)));
+        }
+        // Round up: waking a little early would spin until the deadline.
+        timeout.map_or(-1, |t| {
+            (t.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+        })
+    }
+
+    /// How many more bytes of output may be kept.
+    pub fn output_budget(&self) -> u64 {
+        self.limits
+            .limits
+            .output
+            .map_or(u64::MAX, |l| l.saturating_sub(self.output_bytes))
+    }
+
+    /// Count `read` bytes of output of which `kept` were kept; past the
+    /// limit (exactly the limit is kept, the rest dropped) the run ends.
+    pub fn count_output(&mut self, read: u64, kept: u64, running: &Running) {
+        self.output_bytes += kept;
+        if read > kept && self.breach.is_none() {
+            self.kill(Breach::Output, running);
+        }
+    }
+
+    /// Check the wall clock and the watchdog's limits; kill the sandbox
+    /// when one is passed.
+    pub fn check(&mut self, running: &Running) {
+        if self.breach.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        if self.wall_deadline.is_some_and(|d| now >= d) {
+            return self.kill(Breach::WallTime, running);
+        }
+        if !self.watching || now < self.next_sample {
+            return;
+        }
+        self.next_sample = now + WATCHDOG_TICK;
+        let limits = self.limits;
+        let cpu_from_cgroup = limits
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.cpu_ns())
+            .map(Duration::from_nanos);
+        // The /proc walk only when the cgroup cannot say it all.
+        let s = if cpu_from_cgroup.is_none() || limits.watch_memory.is_some() {
+            watchdog::sample(running.pid)
+        } else {
+            watchdog::Sample::default()
+        };
+        self.peak_watched_rss_kib = self.peak_watched_rss_kib.max(s.rss_kib);
+        let cpu = cpu_from_cgroup.unwrap_or(s.cpu);
+        self.last_watched_cpu = self.last_watched_cpu.max(s.cpu);
+        if limits
+            .watch_cpu_ms
+            .is_some_and(|ms| cpu.as_millis() as u64 > ms)
+        {
+            self.kill(Breach::CpuTime, running);
+        } else if limits.watch_memory.is_some_and(|m| s.rss_kib * 1024 > m) {
+            self.kill(Breach::Memory, running);
+        }
+    }
+
+    fn kill(&mut self, breach: Breach, running: &Running) {
+        self.breach = Some(breach);
+        let _ = running.signal(libc::SIGKILL);
+    }
+
+    /// Reap the sandbox and report what happened.
+    pub fn finish(self, running: Running) -> Outcome {
+        let elapsed = self.started_at.elapsed();
+        let (exit, usage) = running.wait_with_usage();
+        let cgroup = self.limits.cgroup.as_ref().map(|c| c.stats());
+        let rusage_cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+        let cpu = cgroup
+            .and_then(|c| c.cpu_ns)
+            .map(Duration::from_nanos)
+            .unwrap_or(rusage_cpu.max(self.last_watched_cpu));
+        let max_rss_kib = cgroup
+            .and_then(|c| c.peak_memory)
+            .map(|b| b / 1024)
+            .unwrap_or((usage.ru_maxrss as u64).max(self.peak_watched_rss_kib));
+        Outcome {
+            exit,
+            wall: elapsed,
+            cpu,
+            max_rss_kib,
+            output_bytes: self.output_bytes,
+            breach: self.breach,
+            cgroup,
+        }
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
