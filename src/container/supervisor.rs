@@ -464,6 +464,10 @@ impl Session<'_> {
         let mut buf = vec![0u8; 16 * 1024];
         let mut ended = false;
         let mut fds: Vec<libc::pollfd> = Vec::new();
+        // The watchdog's first samples touch code once only (first calls,
+        // lazy statics): shed it again after a few ticks, so what stays
+        // resident is the steady loop.
+        let mut ticks_until_shed = 5u8;
         while self.outputs.iter().any(|o| o.open) {
             // Back-pressure, as Docker's attach: while a client has not
             // taken the last output, no more is read from the workload.
@@ -504,6 +508,12 @@ impl Session<'_> {
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 continue;
+            }
+            if n == 0 && !ended && ticks_until_shed > 0 {
+                ticks_until_shed -= 1;
+                if ticks_until_shed == 0 {
+                    shed_memory();
+                }
             }
             if n == 0 && ended {
                 // Once the sandbox has ended its pipes can only be at EOF
