@@ -20,6 +20,28 @@ type R<T> = Result<T, ContainerError>;
 pub const CONFIG: &str = "config.json";
 pub const STATE: &str = "state.json";
 pub const LOCK: &str = "lock";
+/// How many emptied container directories are kept for reuse
+/// (`.spare0`...): one per concurrent `--rm` run is enough.
+const SPARES: usize = 4;
+
+/// rename(2) that fails rather than replace `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
+    let (Some(f), Some(t)) = (c(from), c(to)) else {
+        return false;
+    };
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        ) == 0
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -185,7 +207,7 @@ impl Store {
         }
         let dir = self.container_dir(&config.id);
         let result = (|| {
-            paths::create_private(&dir)?;
+            self.make_dir(&dir)?;
             let durable = !config.auto_remove;
             write_json(&dir.join(CONFIG), config, durable)?;
             write_json(&dir.join(STATE), &State::new(), durable)
@@ -254,7 +276,56 @@ impl Store {
         // config.json goes first: from then on the container does not exist,
         // even if removing the rest fails half-way.
         let _ = std::fs::remove_file(dir.join(CONFIG));
+        if self.park(dir) {
+            return Ok(());
+        }
         super::remove::remove_tree(dir, &config.spec.idmap)
+    }
+
+    /// A container's directory: a parked one renamed into place, else a
+    /// new one. On ext4 a new directory takes a data block at once, and
+    /// freeing it when an `--rm` run ends costs a synchronous discard where
+    /// the filesystem is mounted with `discard` (milliseconds on a busy
+    /// disk, on every judge run); renaming allocates and frees nothing.
+    fn make_dir(&self, dir: &Path) -> R<()> {
+        for slot in 0..SPARES {
+            let spare = self.dir.join(format!(".spare{slot}"));
+            if std::fs::rename(&spare, dir).is_err() {
+                continue;
+            }
+            // Parked empty by this user in this private directory; anything
+            // else (a crash, a hand) is not reused.
+            if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+                paths::create_private(dir)?;
+                return Ok(());
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        paths::create_private(dir)?;
+        Ok(())
+    }
+
+    /// Empty a removed container's directory and park it for the next
+    /// container to take, if it holds only files (an `--rm` run's record:
+    /// anything else, such as an upper dir with subordinate uids' files,
+    /// goes through [`super::remove::remove_tree`]) and a parking slot is
+    /// free. The caller holds the lock, whose file goes too: a waiter then
+    /// finds no config.json at the old path.
+    fn park(&self, dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let mut files = Vec::new();
+        for e in entries {
+            match e {
+                Ok(e) if e.file_type().is_ok_and(|t| t.is_file()) => files.push(e.path()),
+                _ => return false,
+            }
+        }
+        if files.iter().any(|f| std::fs::remove_file(f).is_err()) {
+            return false;
+        }
+        (0..SPARES).any(|slot| rename_noreplace(dir, &self.dir.join(format!(".spare{slot}"))))
     }
 
     /// Take container `config`'s lock and update its state with `f`,
@@ -445,6 +516,9 @@ mod tests {
         ));
         assert_eq!(store.ids().unwrap(), vec![a.clone(), b.clone()]);
 
+        use std::os::unix::fs::MetadataExt;
+        let inode = |id: &str| std::fs::metadata(store.container_dir(id)).unwrap().ino();
+        let parked = inode(&a);
         let c = store.open_locked("web").unwrap();
         store.remove(&c).unwrap();
         drop(c);
@@ -452,8 +526,25 @@ mod tests {
             store.resolve("web"),
             Err(ContainerError::NoSuch(_))
         ));
-        // The name is free again.
-        store.create(&mut config(&a, "web")).unwrap();
+        // Its emptied directory is parked, not listed, and taken by the
+        // next container (with the name free again).
+        assert!(!store.container_dir(&a).exists());
+        assert_eq!(store.ids().unwrap(), vec![b.clone()]);
+        let d = format!("dd{}", "0".repeat(62));
+        store.create(&mut config(&d, "web")).unwrap();
+        assert_eq!(inode(&d), parked);
+        assert_eq!(store.resolve("web").unwrap(), d);
+        // A parking place with anything in it is not reused.
+        std::fs::create_dir(dir.join(".spare0")).unwrap();
+        std::fs::write(dir.join(".spare0/planted"), "x").unwrap();
+        store.create(&mut config(&a, "again")).unwrap();
+        assert!(!store.container_dir(&a).join("planted").exists());
+        let mut files: Vec<_> = std::fs::read_dir(store.container_dir(&a))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        files.sort();
+        assert_eq!(files, [CONFIG, STATE]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
