@@ -27,8 +27,8 @@ use super::{Choice, Policy, SeccompChoice, StoredPolicy};
 
 const MAGIC: &[u8; 8] = b"HUTCHBPF";
 /// Bumped when the file layout or the compiler's output changes (the
-/// optimiser in `bpf_opt.rs` included).
-const FORMAT: u32 = 4;
+/// optimiser in `bpf_opt.rs` and the merge in `bpf_tree.rs` included).
+const FORMAT: u32 = 5;
 /// A BPF program holds at most 4096 instructions; a profile a few filters.
 const MAX_PROGRAMS: usize = 16;
 const MAX_INSNS: usize = 4096;

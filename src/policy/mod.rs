@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod bpf_opt;
+pub mod bpf_tree;
 pub mod cache;
 pub mod docker;
 pub mod errno;

@@ -71,6 +71,14 @@ impl Arch {
             .map(|i| t[i].1)
     }
 
+    /// The AUDIT_ARCH value seccomp_data.arch holds for this architecture.
+    pub fn audit(self) -> u32 {
+        match self {
+            Arch::X86_64 => 0xc000_003e,
+            Arch::Aarch64 => 0xc000_00b7,
+        }
+    }
+
     fn target(self) -> TargetArch {
         match self {
             Arch::X86_64 => TargetArch::x86_64,
@@ -357,8 +365,15 @@ fn seccompiler_rule(conds: &[Condition]) -> Result<Option<SeccompRule>, String> 
 
 /// Compile the model for `arch`. Names the architecture lacks are skipped
 /// (a profile lists names for every architecture it supports).
+/// The programs are merged into one that finds the syscall number by
+/// binary search ([`super::bpf_tree`]) when that is proven to answer as
+/// they do together.
 pub fn compile(model: &SeccompModel, arch: Arch) -> Result<Compiled, String> {
-    compile_with(model, arch, true)
+    let mut c = compile_with(model, arch, true)?;
+    if let Some(merged) = super::bpf_tree::merge(&c.programs, arch.audit()) {
+        c.programs = vec![merged];
+    }
+    Ok(c)
 }
 
 /// [`compile`], with seccompiler's output shrunk by [`super::bpf_opt`] or
@@ -545,12 +560,14 @@ mod tests {
             ],
             new_processes: NewProcesses::Any,
         };
-        let c = compile(&model, Arch::Aarch64).unwrap();
+        let c = compile_with(&model, Arch::Aarch64, true).unwrap();
         assert_eq!(c.programs.len(), 2);
         // x86_64 adds the x32 guard first.
-        let c = compile(&model, Arch::X86_64).unwrap();
+        let c = compile_with(&model, Arch::X86_64, true).unwrap();
         assert_eq!(c.programs.len(), 3);
         assert_eq!(c.programs[0], x32_guard());
+        // Installed, they are one program.
+        assert_eq!(compile(&model, Arch::X86_64).unwrap().programs.len(), 1);
     }
 
     #[test]
