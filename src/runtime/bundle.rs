@@ -363,7 +363,13 @@ pub fn to_spec(cfg: &Config, id: &str, places: &Places) -> R<Converted> {
             id: &spec.id,
             own_user_namespace: spec.advanced.creates(Namespace::User),
             can_change_uid: spec.advanced.capabilities.contains(&CAP_SETUID)
-                && spec.idmap.uid_map.iter().map(|r| u64::from(r.count)).sum::<u64>() > 1,
+                && spec
+                    .idmap
+                    .uid_map
+                    .iter()
+                    .map(|r| u64::from(r.count))
+                    .sum::<u64>()
+                    > 1,
         },
     )?;
     notes.extend(plan.notes);

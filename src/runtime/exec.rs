@@ -107,7 +107,10 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
     // process forked below is counted and limited with the container's.
     if let Some(cg) = &spec.limits.cgroup {
         cg.add(std::process::id() as i32).map_err(|e| {
-            RuntimeError::Refused(format!("cannot join the cgroup of container {}: {e}", args.id))
+            RuntimeError::Refused(format!(
+                "cannot join the cgroup of container {}: {e}",
+                args.id
+            ))
         })?;
     }
     let namespaces = record.namespaces.open_checked(target.pid())?;

@@ -39,9 +39,9 @@ pub fn set_paused(root: &Root, id: &str, paused: bool, logger: &Logger) -> R<i32
                 "{command} {id}: the container has no cgroup with a freezer (hint: pause needs a cgroup subtree delegated to this user with the freezer controller on cgroup v1, or any on cgroup v2; see README: Limits)"
             ))
         })?;
-    cgroup.freeze(paused).map_err(|e| {
-        RuntimeError::Refused(format!("{command} {id}: {e}"))
-    })?;
+    cgroup
+        .freeze(paused)
+        .map_err(|e| RuntimeError::Refused(format!("{command} {id}: {e}")))?;
     record.status = to;
     c.save(&record)?;
     logger.debug(&format!("{command}d {id}"));

@@ -136,11 +136,7 @@ pub struct Context<'a> {
 /// Plan `resources` and `cgroups_path` for one container: its cgroup made
 /// (where it can be), every limit given a mechanism, or an error that
 /// names the field.
-pub fn plan(
-    resources: Option<&Resources>,
-    cgroups_path: Option<&str>,
-    cx: &Context,
-) -> R<Plan> {
+pub fn plan(resources: Option<&Resources>, cgroups_path: Option<&str>, cx: &Context) -> R<Plan> {
     let empty = Resources::default();
     let r = resources.unwrap_or(&empty);
     check_devices(&r.devices)?;
@@ -160,14 +156,18 @@ pub fn plan(
                     Err(why) => {
                         return Err(RuntimeError::config(
                             "linux.cgroupsPath",
-                            format!("{why} (hint: a path relative to the delegated subtree {})", d.describe()),
+                            format!(
+                                "{why} (hint: a path relative to the delegated subtree {})",
+                                d.describe()
+                            ),
                         ))
                     }
                 },
             };
-            Some(Cgroup::create_at(d, &name, &limits, &["freezer"]).map_err(|e| {
-                RuntimeError::config("linux.cgroupsPath", e.to_string())
-            })?)
+            Some(
+                Cgroup::create_at(d, &name, &limits, &["freezer"])
+                    .map_err(|e| RuntimeError::config("linux.cgroupsPath", e.to_string()))?,
+            )
         }
         None => {
             if let Some(p) = cgroups_path.filter(|p| !p.is_empty()) {
@@ -177,11 +177,10 @@ pub fn plan(
             None
         }
     };
-    let result = check_enforceable(&limits, cgroup.as_ref(), cx)
-        .and_then(|()| {
-            Enforcement::plan_in(&limits, cgroup.clone())
-                .map_err(|e| RuntimeError::config("linux.resources", e.to_string()))
-        });
+    let result = check_enforceable(&limits, cgroup.as_ref(), cx).and_then(|()| {
+        Enforcement::plan_in(&limits, cgroup.clone())
+            .map_err(|e| RuntimeError::config("linux.resources", e.to_string()))
+    });
     match result {
         Ok(enforcement) => Ok(Plan { enforcement, notes }),
         Err(e) => {
@@ -286,7 +285,10 @@ fn limits(r: &Resources) -> R<Limits> {
         let nonempty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
         for (field, set) in [
             ("burst", c.burst.is_some_and(|b| b != 0)),
-            ("realtimeRuntime", c.realtime_runtime.is_some_and(|b| b != 0)),
+            (
+                "realtimeRuntime",
+                c.realtime_runtime.is_some_and(|b| b != 0),
+            ),
             ("realtimePeriod", c.realtime_period.is_some_and(|b| b != 0)),
             ("cpus", nonempty(&c.cpus)),
             ("mems", nonempty(&c.mems)),
@@ -402,7 +404,10 @@ fn place(d: &Delegation, path: &str) -> R<Result<PathBuf, String>> {
     if p.components()
         .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
     {
-        return Err(RuntimeError::config(FIELD, format!("{path:?} has . or .. in it")));
+        return Err(RuntimeError::config(
+            FIELD,
+            format!("{path:?} has . or .. in it"),
+        ));
     }
     if p.is_relative() {
         return Ok(Ok(p.to_path_buf()));
@@ -602,7 +607,16 @@ mod tests {
         let rule = |v: serde_json::Value| -> DeviceRule { serde_json::from_value(v).unwrap() };
         // containerd's and runc's default: deny all, allow the usual ones.
         let mut rules = vec![rule(serde_json::json!({"allow": false, "access": "rwm"}))];
-        for (maj, min) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, -1)] {
+        for (maj, min) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 2),
+            (136, -1),
+        ] {
             rules.push(rule(serde_json::json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rwm"})));
         }
         rules.push(rule(serde_json::json!({"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"})));
@@ -619,8 +633,14 @@ mod tests {
     fn cgroups_paths_stay_in_the_subtree() {
         let d = Delegation::V1 {
             parents: [
-                ("memory".to_string(), PathBuf::from("/sys/fs/cgroup/memory/user/u")),
-                ("pids".to_string(), PathBuf::from("/sys/fs/cgroup/pids/user/u")),
+                (
+                    "memory".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/memory/user/u"),
+                ),
+                (
+                    "pids".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/pids/user/u"),
+                ),
             ]
             .into(),
         };

@@ -313,7 +313,11 @@ impl Cgroup {
             (dir, "cgroup.freeze", if frozen { "1" } else { "0" })
         } else {
             let dir = self.dirs.get("freezer");
-            (dir, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+            (
+                dir,
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+            )
         };
         let Some(dir) = dir else {
             return Err(CgroupError::Io {
