@@ -65,6 +65,14 @@ impl Store {
         self.dir.join("names").join(name)
     }
 
+    /// Whether the name symlink `link` points to container `id`.
+    fn links_to(link: &Path, id: &str) -> bool {
+        std::fs::read_link(link)
+            .ok()
+            .and_then(|t| record::id_of_name_link(&t))
+            .is_some_and(|t| t == id)
+    }
+
     /// Ids of every container, oldest first.
     pub fn ids(&self) -> R<Vec<String>> {
         let rd = std::fs::read_dir(&self.dir)
@@ -89,9 +97,9 @@ impl Store {
             return Ok(key.to_string());
         }
         if record::valid_name(key) {
-            if let Ok(target) = std::fs::read_link(self.name_link(key)) {
-                let id = target.to_string_lossy().into_owned();
-                if record::valid_id(&id) && self.container_dir(&id).join(CONFIG).exists() {
+            let target = std::fs::read_link(self.name_link(key)).ok();
+            if let Some(id) = target.as_deref().and_then(record::id_of_name_link) {
+                if self.container_dir(&id).join(CONFIG).exists() {
                     return Ok(id);
                 }
             }
@@ -126,11 +134,12 @@ impl Store {
     fn claim_name(&self, name: &str, id: &str) -> R<()> {
         let link = self.name_link(name);
         for _ in 0..3 {
-            match std::os::unix::fs::symlink(id, &link) {
+            match std::os::unix::fs::symlink(record::name_link_target(id), &link) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_link(&link)
-                        .map(|t| t.to_string_lossy().into_owned())
+                        .ok()
+                        .and_then(|t| record::id_of_name_link(&t))
                         .unwrap_or_default();
                     if record::valid_id(&holder) && self.container_dir(&holder).exists() {
                         return Err(ContainerError::NameInUse {
@@ -255,7 +264,7 @@ impl Store {
 
     fn remove_parts(&self, config: &Config, dir: &Path) -> R<()> {
         let link = self.name_link(&config.name);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == config.id.as_str()) {
+        if Self::links_to(&link, &config.id) {
             let _ = std::fs::remove_file(&link);
         }
         super::attach::unlink(&config.id);
@@ -301,7 +310,7 @@ impl Store {
         }
         if let Ok(names) = std::fs::read_dir(self.dir.join("names")) {
             for link in names.flatten() {
-                if std::fs::read_link(link.path()).is_ok_and(|t| t.as_os_str() == id.as_str()) {
+                if Self::links_to(&link.path(), &id) {
                     let _ = std::fs::remove_file(link.path());
                 }
             }
