@@ -303,6 +303,17 @@ fn a_taken_host_port_is_reported_before_start() {
         .run_rootfs(["--network", "bridge", "true"])
         .run()
         .fails_with(125, "invalid --network \"bridge\"");
+    // A helper missing from PATH is named, with the package to install.
+    for (backend, package) in [("slirp4netns", "slirp4netns"), ("pasta", "passt")] {
+        hutch(User::NoSub)
+            .env("PATH", "/nonexistent")
+            .run_rootfs(["--network", backend, "true"])
+            .run()
+            .fails_with(
+                125,
+                &format!("{backend} is not installed (hint: apt-get install {package}"),
+            );
+    }
 }
 
 #[test]
