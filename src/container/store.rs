@@ -65,6 +65,14 @@ impl Store {
         self.dir.join("names").join(name)
     }
 
+    /// Whether the name symlink `link` points to container `id`.
+    fn links_to(link: &Path, id: &str) -> bool {
+        std::fs::read_link(link)
+            .ok()
+            .and_then(|t| record::id_of_name_link(&t))
+            .is_some_and(|t| t == id)
+    }
+
     /// Ids of every container, oldest first.
     pub fn ids(&self) -> R<Vec<String>> {
         let rd = std::fs::read_dir(&self.dir)
@@ -89,9 +97,9 @@ impl Store {
             return Ok(key.to_string());
         }
         if record::valid_name(key) {
-            if let Ok(target) = std::fs::read_link(self.name_link(key)) {
-                let id = target.to_string_lossy().into_owned();
-                if record::valid_id(&id) && self.container_dir(&id).join(CONFIG).exists() {
+            let target = std::fs::read_link(self.name_link(key)).ok();
+            if let Some(id) = target.as_deref().and_then(record::id_of_name_link) {
+                if self.container_dir(&id).join(CONFIG).exists() {
                     return Ok(id);
                 }
             }
@@ -126,11 +134,12 @@ impl Store {
     fn claim_name(&self, name: &str, id: &str) -> R<()> {
         let link = self.name_link(name);
         for _ in 0..3 {
-            match std::os::unix::fs::symlink(id, &link) {
+            match std::os::unix::fs::symlink(record::name_link_target(id), &link) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_link(&link)
-                        .map(|t| t.to_string_lossy().into_owned())
+                        .ok()
+                        .and_then(|t| record::id_of_name_link(&t))
                         .unwrap_or_default();
                     if record::valid_id(&holder) && self.container_dir(&holder).exists() {
                         return Err(ContainerError::NameInUse {
@@ -196,7 +205,10 @@ impl Store {
     }
 
     /// Resolve `key`, take the container's lock, load it, and bring a stale
-    /// "running" state up to date (see [`State::reconcile`]).
+    /// "running" state up to date (see [`State::reconcile`]). A `--rm`
+    /// container found exited is removed, as Docker does, and is then no
+    /// such container: its run ended without removing it (its supervisor,
+    /// or the foreground hutch that ran it, was killed).
     pub fn open_locked(&self, key: &str) -> R<Container> {
         let id = self.resolve(key)?;
         let dir = self.container_dir(&id);
@@ -207,15 +219,29 @@ impl Store {
         }
         let config = self.read_config(&id)?;
         let mut state = self.read_state(&id)?;
+        let init = state.init;
         if state.reconcile(time::now()) {
             write_json(&dir.join(STATE), &state, !config.auto_remove)?;
         }
-        Ok(Container {
+        let c = Container {
             config,
             state,
             dir,
             _lock: lock,
-        })
+        };
+        // Exited is final for an --rm container: whoever ends its run
+        // removes it under this lock, so one found exited was left behind.
+        if c.config.auto_remove && c.state.status == super::Status::Exited {
+            // Nothing of it may run on: its init was killed by reconcile
+            // (or died with its foreground hutch); wait until it is gone.
+            if let Some(init) = init.and_then(|p| p.open()) {
+                let _ = init.signal(libc::SIGKILL);
+                init.wait_exit(Some(std::time::Duration::from_secs(30)));
+            }
+            self.remove(&c)?;
+            return Err(ContainerError::NoSuch(key.to_string()));
+        }
+        Ok(c)
     }
 
     /// Load without the lock, for listing. A stale state is reconciled
@@ -238,7 +264,7 @@ impl Store {
 
     fn remove_parts(&self, config: &Config, dir: &Path) -> R<()> {
         let link = self.name_link(&config.name);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == config.id.as_str()) {
+        if Self::links_to(&link, &config.id) {
             let _ = std::fs::remove_file(&link);
         }
         super::attach::unlink(&config.id);
@@ -284,7 +310,7 @@ impl Store {
         }
         if let Ok(names) = std::fs::read_dir(self.dir.join("names")) {
             for link in names.flatten() {
-                if std::fs::read_link(link.path()).is_ok_and(|t| t.as_os_str() == id.as_str()) {
+                if Self::links_to(&link.path(), &id) {
                     let _ = std::fs::remove_file(link.path());
                 }
             }

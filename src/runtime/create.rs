@@ -81,7 +81,23 @@ fn build(
     for note in &converted.notes {
         logger.warn(note);
     }
-    let mut spec = converted.spec;
+    let cgroup = converted.spec.limits.cgroup.clone();
+    let result = start(c, converted.spec, cfg, bundle, args, logger);
+    if let (Err(_), Some(cg)) = (&result, cgroup) {
+        cg.remove();
+    }
+    result
+}
+
+/// Start the container's process, stopped at its gate, and record it.
+fn start(
+    c: &Container,
+    mut spec: crate::sandbox::Spec,
+    cfg: &bundle::Config,
+    bundle: &Path,
+    args: &Args,
+    logger: &Logger,
+) -> R<()> {
     std::fs::create_dir(&spec.scratch)
         .map_err(|e| RuntimeError::io("cannot create", spec.scratch.display(), e))?;
     let gate = c.gate();

@@ -103,6 +103,16 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
         Some(sock) => Some(super::create::connect_console(sock)?),
         None => None,
     };
+    // Into the container's cgroup first (its path is the host's): the
+    // process forked below is counted and limited with the container's.
+    if let Some(cg) = &spec.limits.cgroup {
+        cg.add(std::process::id() as i32).map_err(|e| {
+            RuntimeError::Refused(format!(
+                "cannot join the cgroup of container {}: {e}",
+                args.id
+            ))
+        })?;
+    }
     let namespaces = record.namespaces.open_checked(target.pid())?;
     namespaces.join().map_err(|e| {
         RuntimeError::io(

@@ -16,7 +16,9 @@ pub mod hooks;
 pub mod kill;
 pub mod list;
 pub mod log;
+pub mod pause;
 pub mod ps;
+pub mod resources;
 pub mod start;
 pub mod state;
 
@@ -153,9 +155,9 @@ pub enum Command {
     List(list::Args),
     /// Print what this runtime supports (the OCI features JSON).
     Features,
-    /// Freeze a container (needs the freezer cgroup: refused).
+    /// Freeze every process of a container (needs a delegated cgroup with a freezer).
     Pause(IdArg),
-    /// Thaw a container (needs the freezer cgroup: refused).
+    /// Thaw a paused container.
     Resume(IdArg),
 }
 
@@ -210,9 +212,8 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> R<i32> {
         Command::Ps(a) => ps::ps(&root, a),
         Command::List(a) => list::list(&root, a),
         Command::Features => features::print(),
-        Command::Pause(_) | Command::Resume(_) => Err(RuntimeError::Refused(
-            "pause and resume need the freezer cgroup, which hutch-runtime does not manage".into(),
-        )),
+        Command::Pause(a) => pause::set_paused(&root, &a.id, true, logger),
+        Command::Resume(a) => pause::set_paused(&root, &a.id, false, logger),
     }
 }
 

@@ -86,6 +86,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause` (the cgroup freezer); `resume` thaws it.
+    Paused,
     Stopped,
 }
 
@@ -95,6 +97,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }

@@ -12,6 +12,7 @@ pub mod child;
 pub mod console;
 pub mod enforce;
 pub mod error;
+pub mod hot;
 pub mod idmap;
 pub mod init;
 pub mod limits;
