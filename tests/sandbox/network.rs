@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::harness::{hutch, pidfd, rootfs, scratch, wait_exit, User};
@@ -36,6 +37,42 @@ fn forwarder_of(hutch_pid: i32) -> i32 {
     let found = children_named(hutch_pid, &["hutch-forward"]);
     assert_eq!(found.len(), 1, "one forwarder expected: {found:?}");
     found[0]
+}
+
+/// A sandbox's network helper and, with slirp4netns and published TCP
+/// ports, hutch's forwarder: children of `parent` (a foreground hutch, or a
+/// detached container's supervisor), held as pidfds to see them end.
+struct Helpers {
+    backend: String,
+    helper: OwnedFd,
+    forwarder: Option<OwnedFd>,
+}
+
+impl Helpers {
+    fn of(parent: i32, backend: &str) -> Helpers {
+        Helpers {
+            backend: backend.to_string(),
+            helper: pidfd(helper_of(parent)).expect("the helper runs"),
+            forwarder: (backend == "slirp4netns")
+                .then(|| pidfd(forwarder_of(parent)).expect("the forwarder runs")),
+        }
+    }
+
+    /// Fails unless each has ended within `within` of `what`.
+    fn assert_gone(&self, within: Duration, what: &str) {
+        assert!(
+            wait_exit(&self.helper, within),
+            "{}: the helper outlived {what}",
+            self.backend
+        );
+        if let Some(f) = &self.forwarder {
+            assert!(
+                wait_exit(f, within),
+                "{}: the forwarder outlived {what}",
+                self.backend
+            );
+        }
+    }
 }
 
 /// Children of `pid` whose command name starts with one of `names`.
@@ -128,9 +165,7 @@ fn a_web_server_inside_is_published_with_each_backend() {
             ])
             .spawn();
         live.wait_line("ready");
-        let helper = pidfd(helper_of(live.pid())).expect("the helper runs");
-        let forwarder = (backend == "slirp4netns")
-            .then(|| pidfd(forwarder_of(live.pid())).expect("the forwarder runs"));
+        let helpers = Helpers::of(live.pid(), backend);
         let reply = http_get(port);
         assert!(
             reply.contains(&format!("served by {backend}")),
@@ -139,17 +174,8 @@ fn a_web_server_inside_is_published_with_each_backend() {
         live.signal(libc::SIGTERM);
         let out = live.finish();
         assert_eq!(out.code, 143, "{out:#?}");
-        // hutch kills and reaps its helper before it exits.
-        assert!(
-            wait_exit(&helper, Duration::ZERO),
-            "{backend} outlived its sandbox"
-        );
-        if let Some(f) = forwarder {
-            assert!(
-                wait_exit(&f, Duration::ZERO),
-                "the forwarder outlived its sandbox"
-            );
-        }
+        // hutch kills and reaps its helpers before it exits.
+        helpers.assert_gone(Duration::ZERO, "its sandbox");
     }
 }
 
@@ -215,20 +241,9 @@ fn the_helper_dies_with_hutch() {
             ])
             .spawn();
         live.wait_line("ready");
-        let fd = pidfd(helper_of(live.pid())).expect("helper alive");
-        let forwarder = (backend == "slirp4netns")
-            .then(|| pidfd(forwarder_of(live.pid())).expect("forwarder alive"));
+        let helpers = Helpers::of(live.pid(), backend);
         live.signal(libc::SIGKILL);
-        assert!(
-            wait_exit(&fd, Duration::from_secs(20)),
-            "{backend} outlived hutch"
-        );
-        if let Some(f) = forwarder {
-            assert!(
-                wait_exit(&f, Duration::from_secs(20)),
-                "the forwarder outlived hutch"
-            );
-        }
+        helpers.assert_gone(Duration::from_secs(20), "hutch");
         let _ = live.finish();
     }
 }
@@ -288,6 +303,17 @@ fn a_taken_host_port_is_reported_before_start() {
         .run_rootfs(["--network", "bridge", "true"])
         .run()
         .fails_with(125, "invalid --network \"bridge\"");
+    // A helper missing from PATH is named, with the package to install.
+    for (backend, package) in [("slirp4netns", "slirp4netns"), ("pasta", "passt")] {
+        hutch(User::NoSub)
+            .env("PATH", "/nonexistent")
+            .run_rootfs(["--network", backend, "true"])
+            .run()
+            .fails_with(
+                125,
+                &format!("{backend} is not installed (hint: apt-get install {package}"),
+            );
+    }
 }
 
 #[test]
@@ -354,11 +380,9 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
     let root = rootfs(user).display().to_string();
     let volume = format!("{}:/www:ro", www.display());
 
-    for (name, end) in [
-        ("web-stop", "stop"),
-        ("web-rm", "rm"),
-        ("web-super", "kill-supervisor"),
-    ] {
+    let ends = ["stop", "rm", "kill-supervisor"];
+    for (backend, end) in BACKENDS.into_iter().flat_map(|b| ends.map(|e| (b, e))) {
+        let name = &format!("web-{backend}-{end}");
         let port = free_port();
         let publish = format!("127.0.0.1:{port}:80");
         h(&[
@@ -367,7 +391,7 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             "--name",
             name,
             "--network",
-            "slirp4netns",
+            backend,
             "-p",
             &publish,
             "-v",
@@ -397,8 +421,7 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
             .parse()
             .unwrap();
         let supervisor = parent_of(init);
-        let helper = pidfd(helper_of(supervisor)).expect("helper runs");
-        let forwarder = pidfd(forwarder_of(supervisor)).expect("forwarder runs");
+        let helpers = Helpers::of(supervisor, backend);
         match end {
             "stop" => {
                 h(&["stop", "-t", "1", name]).ok();
@@ -411,14 +434,7 @@ fn detached_containers_own_their_helper_until_stop_rm_or_supervisor_death() {
                 unsafe { libc::kill(supervisor, libc::SIGKILL) };
             }
         }
-        assert!(
-            wait_exit(&helper, Duration::from_secs(20)),
-            "{name}: helper outlived the container"
-        );
-        assert!(
-            wait_exit(&forwarder, Duration::from_secs(20)),
-            "{name}: forwarder outlived the container"
-        );
+        helpers.assert_gone(Duration::from_secs(20), &format!("{name} ({end})"));
         let _ = logs.finish();
         let _ = h(&["rm", "-f", name]);
     }
