@@ -80,7 +80,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     // SAFETY: closing a descriptor we own and no longer use.
     unsafe { libc::close(fds.sync) };
 
-    stdio(fds)?;
+    stdio(fds, spec.advanced.preserve_fds)?;
 
     // The start gate lives on the host: open it before the root changes.
     let gate = match &spec.advanced.start_gate {
@@ -165,7 +165,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     init::run(pid, fds.status)
 }
 
-fn stdio(fds: ChildFds) -> Result<(), SetupError> {
+fn stdio(fds: ChildFds, preserve_fds: u32) -> Result<(), SetupError> {
     for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
         if from != to {
             sys::dup2(from, to).map_err(|e| SetupError::io("cannot set up stdio", None, &e))?;
@@ -173,7 +173,8 @@ fn stdio(fds: ChildFds) -> Result<(), SetupError> {
     }
     // Nothing else hutch's caller left open may reach the workload: an
     // inherited directory descriptor would be a way out of the new root.
-    sys::cloexec_from_3()
+    // Only those it passed on purpose (--preserve-fds) stay.
+    sys::keep_passed_fds(preserve_fds)
         .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
     Ok(())
 }
