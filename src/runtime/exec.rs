@@ -18,7 +18,7 @@ use super::state::{Container, Root, Status};
 use super::{RuntimeError, R};
 use crate::sandbox::error::SetupError;
 use crate::sandbox::spawn::Exit;
-use crate::sandbox::{child, console, sys, SandboxError};
+use crate::sandbox::{child, console, sys};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -275,39 +275,7 @@ impl PidFile {
 
 /// Fork the process; it confines itself and execs, or says why not.
 fn fork_confined(spec: &crate::sandbox::Spec, slave: Option<&OwnedFd>) -> R<i32> {
-    let (err_r, err_w) =
-        sys::pipe().map_err(|e| RuntimeError::io("cannot create", "an error pipe", e))?;
-    // SAFETY: fork in a single-threaded process; the child confines itself
-    // and execs or reports and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(RuntimeError::io(
-            "cannot fork",
-            "the exec process",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(err_r);
-        let err = match child_main(spec, slave) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
-        child::report_and_exit(err_w.as_raw_fd(), &err);
-    }
-    drop(err_w);
-    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
-        .map_err(|e| RuntimeError::io("cannot read", "the error pipe", e))?;
-    if !report.is_empty() {
-        let mut status = 0;
-        // SAFETY: reaping our own child, which has exited.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
-            SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
-        });
-        return Err(SandboxError::from(err).into());
-    }
-    Ok(pid)
+    Ok(child::fork_confined(|| child_main(spec, slave))?)
 }
 
 fn child_main(

@@ -15,6 +15,7 @@ pub mod error;
 pub mod idmap;
 pub mod init;
 pub mod limits;
+pub mod nsjoin;
 pub mod passwd;
 pub mod report;
 pub mod rootfs;
