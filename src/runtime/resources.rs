@@ -378,16 +378,13 @@ pub fn merge_rlimits(process: Vec<Rlimit>, enforcement: &Enforcement) -> Vec<Rli
     let Some(pids) = enforcement.limits.pids.filter(|_| pids_by_rlimit) else {
         return out;
     };
-    match out
-        .iter_mut()
-        .find(|r| r.resource == libc::RLIMIT_NPROC as u32)
-    {
+    match out.iter_mut().find(|r| r.resource == libc::RLIMIT_NPROC) {
         Some(r) => {
             r.soft = r.soft.min(pids);
             r.hard = r.hard.min(pids);
         }
         None => out.push(Rlimit {
-            resource: libc::RLIMIT_NPROC as u32,
+            resource: libc::RLIMIT_NPROC,
             soft: pids,
             hard: pids,
         }),

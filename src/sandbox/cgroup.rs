@@ -134,7 +134,7 @@ impl Cgroup {
         let mut set = |file: PathBuf, value: String| settings.push((file, value));
         match d {
             Delegation::V2 { parent } => {
-                let dir = parent.join(&name);
+                let dir = parent.join(name);
                 cg.dirs.insert("unified".into(), dir.clone());
                 if let Some(m) = limits.memory {
                     set(dir.join("memory.max"), m.to_string());
@@ -172,7 +172,7 @@ impl Cgroup {
                     other => also.contains(&other),
                 };
                 for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
-                    let dir = parent.join(&name);
+                    let dir = parent.join(name);
                     cg.dirs.insert(ctrl.clone(), dir);
                 }
                 if let Some(dir) = cg.dirs.get("memory") {
