@@ -687,7 +687,7 @@ fn sysctls(linux: &Linux, adv: &Advanced) -> R<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn capability_number(field: &str, name: &str) -> R<u32> {
+pub fn capability_number(field: &str, name: &str) -> R<u32> {
     let bare = name.strip_prefix("CAP_").unwrap_or(name);
     crate::sandbox::caps::NAMES
         .iter()

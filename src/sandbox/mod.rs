@@ -16,6 +16,7 @@ pub mod hot;
 pub mod idmap;
 pub mod init;
 pub mod limits;
+pub mod nsjoin;
 pub mod passwd;
 pub mod report;
 pub mod rootfs;

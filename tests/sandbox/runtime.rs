@@ -583,7 +583,8 @@ fn resources_bite_in_the_delegated_cgroup_at_cgroups_path() {
     assert!((1..10).contains(&n), "{n} forked");
     let stderr = b.stderr_of("lim");
     assert!(stderr.contains("can't fork"), "{stderr}");
-    assert!(read("memory", "memory.failcnt").trim() != "0");
+    let oom = read("memory", "memory.oom_control");
+    assert!(!oom.contains("oom_kill 0\n"), "{oom}");
 
     b.rt(&["delete", "lim"]).ok();
     assert!(!dir("memory").exists(), "delete left the cgroup");
@@ -696,4 +697,185 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
         .fails_with(125, "container p1 is paused");
     b.rt(&["delete", "--force", "p1"]).ok();
     wait_gone(pid);
+}
+
+impl Bundle {
+    /// `hutch-runtime ARGS...` with `file` open as descriptor 3.
+    fn rt_with_fd3(&self, args: &[&str], file: &std::fs::File) -> Out {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = file.as_raw_fd();
+        let mut cmd = self.command(args);
+        // SAFETY: dup2 and fcntl are async-signal-safe; descriptor 3 is
+        // left without close-on-exec, as a caller passing it means it
+        // (dup2 onto itself would not clear the flag).
+        unsafe {
+            cmd.pre_exec(move || {
+                let ret = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if ret < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // Files, not pipes: a created container keeps create's stdio.
+        let (out, err) = (self.dir.join("fd3.stdout"), self.dir.join("fd3.stderr"));
+        let status = cmd
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out).unwrap(),
+            stderr: std::fs::read_to_string(&err).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn exec_takes_user_groups_capabilities_and_a_process_file() {
+    let mut b = Bundle::new(
+        "exec-flags",
+        &["sh", "-c", "echo up > /out/up; exec sleep 1000"],
+    );
+    let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
+    b.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let up = b.fifo("up");
+    let (out, pid) = b.create("x1");
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "x1"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+
+    let ids = "id -u; id -g; id -G; grep CapEff /proc/self/status";
+    let out = b.rt(&[
+        "exec",
+        "--user",
+        "1000:1001",
+        "--additional-gids",
+        "2000",
+        "-g",
+        "2001",
+        "x1",
+        "sh",
+        "-c",
+        ids,
+    ]);
+    assert_eq!(
+        out.ok(),
+        "1000\n1001\n1001 2000 2001\nCapEff:\t0000000000000000\n"
+    );
+    // No capability unless asked, and only those the container has.
+    let out = b.rt(&["exec", "x1", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(out.ok(), "CapEff:\t0000000000000000\n");
+    let out = b.rt(&[
+        "exec",
+        "--cap",
+        "CAP_CHOWN",
+        "x1",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.ok(), "CapEff:\t0000000000000001\n");
+    b.rt(&["exec", "--cap", "CAP_SYS_ADMIN", "x1", "true"])
+        .fails_with(125, "CAP_SYS_ADMIN: the container was not given it");
+    // Ids outside the container's mappings are refused, not tried.
+    b.rt(&["exec", "--user", "70000", "x1", "true"])
+        .fails_with(125, "not mapped");
+    b.rt(&["exec", "--user", "bob", "x1", "true"])
+        .fails_with(125, "expected UID or UID:GID");
+
+    // --process: a process object as config.json has it.
+    let process = |caps: Value| {
+        let file = b.dir.join("process.json");
+        std::fs::write(
+            &file,
+            json!({
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": [3000]},
+                "args": ["sh", "-c", "id -u; id -G; pwd; echo $WHO; grep CapEff /proc/self/status"],
+                "env": ["PATH=/bin", "WHO=from-file"],
+                "cwd": "/tmp",
+                "capabilities": caps
+            })
+            .to_string(),
+        )
+        .unwrap();
+        file
+    };
+    let file = process(json!({}));
+    let out = b.rt(&["exec", "--process", file.to_str().unwrap(), "x1"]);
+    assert_eq!(
+        out.ok(),
+        "1000\n1000 3000\n/tmp\nfrom-file\nCapEff:\t0000000000000000\n"
+    );
+    let admin = json!(["CAP_SYS_ADMIN"]);
+    let file = process(
+        json!({"bounding": admin, "permitted": admin, "effective": admin, "ambient": admin}),
+    );
+    b.rt(&["exec", "--process", file.to_str().unwrap(), "x1"])
+        .fails_with(125, "CAP_SYS_ADMIN: the container was not given it");
+
+    b.rt(&["delete", "--force", "x1"]).ok();
+    wait_gone(pid.unwrap());
+}
+
+#[test]
+fn preserve_fds_pass_descriptors_to_create_and_exec() {
+    let b = Bundle::new(
+        "preserve-fds",
+        &[
+            "sh",
+            "-c",
+            "echo created-fd3 >&3; echo up > /out/up; exec sleep 1000",
+        ],
+    );
+    let up = b.fifo("up");
+    b.write();
+    let log = b.dir.join("fd3.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let dir = b.dir.to_str().unwrap().to_string();
+    let out = b.rt_with_fd3(
+        &["create", "--preserve-fds", "1", "--bundle", &dir, "f1"],
+        &file,
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "f1"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "created-fd3\n");
+
+    let out = b.rt_with_fd3(
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            "f1",
+            "sh",
+            "-c",
+            "echo exec-fd3 >&3",
+        ],
+        &file,
+    );
+    out.ok();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "created-fd3\nexec-fd3\n"
+    );
+    // Without the flag, descriptor 3 does not reach the process.
+    let out = b.rt_with_fd3(&["exec", "f1", "sh", "-c", "echo leaked >&3"], &file);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "created-fd3\nexec-fd3\n"
+    );
+    // A descriptor the caller said it passes and did not is refused.
+    b.rt_with_fd3(&["exec", "--preserve-fds", "2", "f1", "true"], &file)
+        .fails_with(125, "descriptor 4 is not open");
+
+    b.rt(&["delete", "--force", "f1"]).ok();
 }
