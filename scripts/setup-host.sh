@@ -49,7 +49,8 @@ sed -i '/^hutch-nosub:/d' /etc/subuid /etc/subgid
 # v1 hosts (a chowned directory per controller), so the judge tests cover the
 # cgroup path for hutch-sub and the rlimit-and-watchdog path for hutch-nosub.
 # On a cgroup v2 host, delegate with systemd instead (see README: Limits).
-for ctrl in memory pids cpu cpuacct; do
+# freezer: hutch-runtime's pause and resume.
+for ctrl in memory pids cpu cpuacct freezer; do
     root=/sys/fs/cgroup/$ctrl
     if [ -f "$root/cgroup.procs" ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
         mkdir -p "$root/user/hutch-sub"

@@ -143,6 +143,8 @@ impl LimitArgs {
             memory_swap,
             pids: self.pids_limit,
             cpus: self.cpus,
+            cpu_period_us: None,
+            cpu_shares: None,
             ulimits: self
                 .ulimit
                 .iter()

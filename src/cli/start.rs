@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use clap::Args;
 
 use crate::cli::{each, failed};
-use crate::container::attach::{self, ClientOptions, Ended};
+use crate::container::attach::{self, ClientOptions, DetachKeys, Ended};
 use crate::container::{supervisor, ContainerError, Status, Store};
 
 #[derive(Debug, Args)]
@@ -22,6 +22,10 @@ pub struct StartArgs {
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
 
+    /// The keys that detach from a container with a terminal
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = attach::DETACH_KEYS)]
+    pub detach_keys: DetachKeys,
+
     #[arg(value_name = "CONTAINER", required = true)]
     pub containers: Vec<String>,
 }
@@ -32,7 +36,8 @@ pub fn start(args: StartArgs) -> anyhow::Result<i32> {
         if args.containers.len() != 1 {
             return Err(failed("start -a and start -i take exactly one container"));
         }
-        return start_attached(&store, &args.containers[0], args.interactive).map_err(failed);
+        let name = &args.containers[0];
+        return start_attached(&store, name, args.interactive, args.detach_keys).map_err(failed);
     }
     each(&args.containers, |name| start_one(&store, name))
 }
@@ -49,9 +54,15 @@ pub fn start_one(store: &Store, name: &str) -> Result<(), ContainerError> {
 /// Start `name` with this process attached from the first byte of output
 /// (a running container is attached to as it is), until it exits: its exit
 /// code becomes ours.
-fn start_attached(store: &Store, name: &str, stdin: bool) -> Result<i32, ContainerError> {
+fn start_attached(
+    store: &Store,
+    name: &str,
+    stdin: bool,
+    detach_keys: DetachKeys,
+) -> Result<i32, ContainerError> {
     let mut c = store.open_locked(name)?;
-    let opts = options(&c.config, stdin)?;
+    let mut opts = options(&c.config, stdin)?;
+    opts.detach_keys = detach_keys.0;
     let sock = if c.state.status == Status::Running {
         connect(&c.config.id, name)?
     } else {
@@ -78,6 +89,7 @@ pub fn options(
         stdin,
         tty: process.terminal,
         sig_proxy: true,
+        detach_keys: DetachKeys::default().0,
     })
 }
 

@@ -260,7 +260,7 @@ pub enum Ended {
 }
 
 /// What the client forwards.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Forward our stdin (the container was made with `-i`).
     pub stdin: bool,
@@ -268,10 +268,88 @@ pub struct ClientOptions {
     pub tty: bool,
     /// Forward the signals we receive to the workload.
     pub sig_proxy: bool,
+    /// The key sequence that detaches, on a terminal ([`DETACH_KEYS`]
+    /// unless `--detach-keys` says otherwise).
+    pub detach_keys: Vec<u8>,
 }
 
 /// Ctrl-P Ctrl-Q, Docker's detach keys.
-const DETACH: [u8; 2] = [0x10, 0x11];
+pub const DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// Docker's `--detach-keys` syntax: keys separated by commas, each a single
+/// character or `ctrl-X` for X one of a-z, @, [, \\, ], ^ and _.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let bad = |key: &str| {
+        format!(
+            "invalid detach key {key:?} in {spec:?} (hint: keys separated by commas, each one character or ctrl-X for X in a-z, @, [, \\, ], ^, _; for example ctrl-p,ctrl-q)"
+        )
+    };
+    let mut keys = Vec::new();
+    for key in spec.split(',') {
+        let byte = match key.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                b @ b'a'..=b'z' => b - b'a' + 1,
+                b @ (b'@' | b'[' | b'\\' | b']' | b'^' | b'_') => b - b'@',
+                _ => return Err(bad(key)),
+            },
+            Some(_) => return Err(bad(key)),
+            None if key.len() == 1 && key.is_ascii() => key.as_bytes()[0],
+            None => return Err(bad(key)),
+        };
+        keys.push(byte);
+    }
+    Ok(keys)
+}
+
+/// `--detach-keys`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(pub Vec<u8>);
+
+impl Default for DetachKeys {
+    fn default() -> Self {
+        DetachKeys(vec![0x10, 0x11])
+    }
+}
+
+impl std::str::FromStr for DetachKeys {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_detach_keys(s).map(DetachKeys)
+    }
+}
+
+/// Watches typed input for the detach sequence. Keys that start it are
+/// held back until it is complete (detach) or broken (they are passed on).
+struct Detacher<'a> {
+    keys: &'a [u8],
+    held: usize,
+}
+
+impl Detacher<'_> {
+    /// Pass `typed` on into `out`, but for the detach sequence; true when
+    /// it is complete.
+    fn feed(&mut self, typed: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.keys.is_empty() {
+            out.extend_from_slice(typed);
+            return false;
+        }
+        for &b in typed {
+            if b == self.keys[self.held] {
+                self.held += 1;
+            } else {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = usize::from(b == self.keys[0]);
+                if self.held == 0 {
+                    out.push(b);
+                }
+            }
+            if self.held == self.keys.len() {
+                return true;
+            }
+        }
+        false
+    }
+}
 
 /// Run an attached session on `sock` until the container exits or the user
 /// detaches: its output to our stdout and stderr, our stdin and signals to
@@ -289,7 +367,10 @@ pub fn client(sock: OwnedFd, opts: ClientOptions) -> std::io::Result<Ended> {
     }
     let mut frames = Frames::default();
     let mut stdin_open = opts.stdin;
-    let mut held_detach_key = false;
+    let mut detacher = Detacher {
+        keys: &opts.detach_keys,
+        held: 0,
+    };
     let mut buf = vec![0u8; 16 * 1024];
     let ended = loop {
         let mut fds = [
@@ -328,21 +409,13 @@ pub fn client(sock: OwnedFd, opts: ClientOptions) -> std::io::Result<Ended> {
                 push_frame(&mut out, STDIN_EOF, &[]);
             } else {
                 let mut data = &buf[..n as usize];
-                let mut keys = Vec::new();
+                let mut typed = Vec::new();
+                // As Docker: the keys detach a terminal's session.
                 if opts.tty && is_tty(0) {
-                    if held_detach_key {
-                        keys.push(DETACH[0]);
-                        held_detach_key = false;
-                    }
-                    keys.extend_from_slice(data);
-                    if keys.windows(2).any(|w| w == DETACH) {
+                    if detacher.feed(data, &mut typed) {
                         break Ended::Detached;
                     }
-                    if keys.last() == Some(&DETACH[0]) {
-                        keys.pop();
-                        held_detach_key = true;
-                    }
-                    data = &keys;
+                    data = &typed;
                 }
                 if !data.is_empty() {
                     push_frame(&mut out, STDIN, data);
@@ -433,6 +506,55 @@ pub fn resize(fd: RawFd, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_docker_spells_them() {
+        assert_eq!(parse_detach_keys(DETACH_KEYS).unwrap(), [0x10, 0x11]);
+        assert_eq!(DETACH_KEYS.parse::<DetachKeys>(), Ok(DetachKeys::default()));
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), [1, b'x']);
+        assert_eq!(parse_detach_keys("ctrl-@,ctrl-_").unwrap(), [0, 31]);
+        for bad in [
+            "",
+            "ctrl-",
+            "ctrl-1",
+            "ctrl-ab",
+            "xy",
+            "ctrl-p,,ctrl-q",
+            "é",
+        ] {
+            let e = parse_detach_keys(bad).unwrap_err();
+            assert!(e.contains("invalid detach key"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_detach_sequence_is_held_back_and_broken_ones_pass() {
+        let keys = [0x10, 0x11];
+        let mut d = Detacher {
+            keys: &keys,
+            held: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!d.feed(b"ab\x10", &mut out));
+        assert_eq!(out, b"ab", "a first key is held back");
+        assert!(!d.feed(b"c\x10\x10", &mut out));
+        assert_eq!(
+            out, b"ab\x10c\x10",
+            "broken: passed on; a key again starts anew"
+        );
+        assert!(d.feed(b"\x11", &mut out), "completed across reads");
+        assert_eq!(out, b"ab\x10c\x10");
+
+        let keys = [1, b'x', b'y'];
+        let mut d = Detacher {
+            keys: &keys,
+            held: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!d.feed(b"\x01x\x01xz", &mut out));
+        assert_eq!(out, b"\x01x\x01xz");
+        assert!(d.feed(b"\x01xy", &mut out));
+    }
 
     #[test]
     fn frames_round_trip_in_pieces() {

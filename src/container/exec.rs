@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use super::process::{PidFd, ProcId};
 use super::ContainerError;
 use crate::sandbox::attach::{RawTerminal, SignalFd};
-use crate::sandbox::error::{SandboxError, SetupError, EXIT_HUTCH};
+use crate::sandbox::error::{SetupError, EXIT_HUTCH};
+use crate::sandbox::nsjoin::{self, Joiner, NS_GET_PARENT, NS_GET_USERNS};
 use crate::sandbox::passwd::{self, RootFiles};
 use crate::sandbox::spawn::Exit;
 use crate::sandbox::{caps, child, console, sys, Spec};
@@ -39,105 +40,51 @@ pub struct Request {
     pub interactive: bool,
 }
 
-/// The namespaces to join, user first (it grants the right to join the
-/// others), each with its `/proc/PID/ns` name.
-const NAMESPACES: [(&str, i32); 7] = [
-    ("user", libc::CLONE_NEWUSER),
-    ("mnt", libc::CLONE_NEWNS),
-    ("pid", libc::CLONE_NEWPID),
-    ("ipc", libc::CLONE_NEWIPC),
-    ("uts", libc::CLONE_NEWUTS),
-    ("net", libc::CLONE_NEWNET),
-    ("cgroup", libc::CLONE_NEWCGROUP),
-];
-
-/// ioctl(2) requests of nsfs: `_IO(0xb7, 1)` and `_IO(0xb7, 2)`.
-const NS_GET_USERNS: libc::c_ulong = 0xb701;
-const NS_GET_PARENT: libc::c_ulong = 0xb702;
-
-/// Open namespace descriptors of a running container, checked.
-struct Namespaces {
-    fds: Vec<(std::fs::File, i32)>,
-}
-
-/// (device, inode): a namespace's identity.
-fn ns_id(f: &impl AsRawFd) -> std::io::Result<(u64, u64)> {
-    // SAFETY: stat is plain data; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: an open descriptor and a valid out-pointer.
-    sys::check(unsafe { libc::fstat(f.as_raw_fd(), &mut st) } as libc::c_long)?;
-    Ok((st.st_dev, st.st_ino))
-}
-
-/// The namespace an nsfs ioctl returns (a new descriptor), as its identity.
-fn ns_related(f: &impl AsRawFd, request: libc::c_ulong) -> std::io::Result<(u64, u64)> {
-    // SAFETY: an nsfs ioctl without argument that returns a new descriptor.
-    let fd = sys::check(unsafe { libc::ioctl(f.as_raw_fd(), request) } as libc::c_long)?;
-    // SAFETY: the fresh descriptor is ours to own and close.
-    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
-    ns_id(&owned)
-}
-
-impl Namespaces {
-    fn of_container(init: ProcId) -> std::io::Result<Namespaces> {
-        let gone = || {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the container's workload is gone",
-            )
-        };
-        let workload = init.first_child().ok_or_else(gone)?;
-        let pid = workload.pid();
-        let mut fds = Vec::new();
-        for (name, flag) in NAMESPACES {
-            let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
-            fds.push((f, flag));
-        }
-        // The pid could have been reused while we opened: check that the
-        // process we opened them from is still init's child.
-        if !init.first_child().is_some_and(|w| w.pid() == pid) || !workload.alive() {
-            return Err(gone());
-        }
-        let mine = |name: &str| {
-            std::fs::File::open(format!("/proc/self/ns/{name}")).and_then(|f| ns_id(&f))
-        };
-        let not_sandbox = |what: &str| {
-            std::io::Error::new(
+/// Open the namespaces of a running container, checked (see the module's
+/// comment), ready to join.
+fn container_namespaces(init: ProcId) -> std::io::Result<Joiner> {
+    let gone = || {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the container's workload is gone",
+        )
+    };
+    let workload = init.first_child().ok_or_else(gone)?;
+    let pid = workload.pid();
+    let fds = nsjoin::open_all(pid)?;
+    // The pid could have been reused while we opened: check that the
+    // process we opened them from is still init's child.
+    if !init.first_child().is_some_and(|w| w.pid() == pid) || !workload.alive() {
+        return Err(gone());
+    }
+    let not_sandbox = |what: &str| {
+        std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 format!("the workload's {what} namespace is not the sandbox's own (it made a nested one); refusing to join it"),
             )
-        };
-        let user = &fds[0].0;
-        let user_id = ns_id(user)?;
-        if ns_related(user, NS_GET_PARENT)? != mine("user")? {
-            return Err(not_sandbox("user"));
-        }
-        for (f, flag) in &fds[1..] {
-            if ns_related(f, NS_GET_USERNS)? != user_id {
-                return Err(not_sandbox("other"));
-            }
-            if *flag == libc::CLONE_NEWPID && ns_related(f, NS_GET_PARENT)? != mine("pid")? {
-                return Err(not_sandbox("pid"));
-            }
-        }
-        Ok(Namespaces { fds })
+    };
+    let user = &fds[0].0;
+    let user_id = nsjoin::identity(user)?;
+    if nsjoin::related(user, NS_GET_PARENT)? != nsjoin::own("user")? {
+        return Err(not_sandbox("user"));
     }
-
-    /// setns(2) into each; the process must be single-threaded.
-    fn join(&self) -> std::io::Result<()> {
-        for (f, flag) in &self.fds {
-            // SAFETY: setns with an open nsfs descriptor and its type.
-            sys::check(unsafe { libc::setns(f.as_raw_fd(), *flag) } as libc::c_long)?;
+    for (f, flag) in &fds[1..] {
+        if nsjoin::related(f, NS_GET_USERNS)? != user_id {
+            return Err(not_sandbox("other"));
         }
-        Ok(())
+        if *flag == libc::CLONE_NEWPID && nsjoin::related(f, NS_GET_PARENT)? != nsjoin::own("pid")?
+        {
+            return Err(not_sandbox("pid"));
+        }
     }
+    Ok(Joiner::new(fds))
 }
 
 /// Run `req` in the container whose init is `init` and whose resolved Spec
 /// is `spec`. The caller must be single-threaded and must not hold the
 /// container's lock (the exec may run for long).
 pub fn exec(spec: &Spec, init: ProcId, req: &Request) -> Result<Exit, ContainerError> {
-    let namespaces = Namespaces::of_container(init).map_err(|e| {
+    let namespaces = container_namespaces(init).map_err(|e| {
         ContainerError::io(
             "cannot join the namespaces of",
             format!("container {}", &spec.id[..12]),
@@ -218,41 +165,14 @@ fn start(
     stdin: Option<RawFd>,
     slave: Option<&OwnedFd>,
 ) -> Result<Child, ContainerError> {
-    let (err_r, err_w) =
-        sys::pipe().map_err(|e| ContainerError::io("cannot create", "an error pipe", e))?;
-    // SAFETY: fork in a single-threaded process; the child confines itself
-    // and execs or reports and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(ContainerError::io(
-            "cannot fork",
-            "the exec process",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(err_r);
-        let err = match child_main(spec, user, stdin, slave) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
-        child::report_and_exit(err_w.as_raw_fd(), &err);
-    }
-    drop(err_w);
+    let pid = child::fork_confined(|| child_main(spec, user, stdin, slave))?;
+    // A process that exec'd and ended since is a zombie until reaped:
+    // the pidfd still opens on it.
     let pidfd = PidFd::open(pid)
         .map_err(|e| ContainerError::io("cannot open a pidfd on", "the exec process", e))?;
     // This process stays in the container's namespaces only to relay; it
     // keeps no capability there.
     let _ = caps::clear_all();
-    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
-        .map_err(|e| ContainerError::io("cannot read", "the error pipe", e))?;
-    if !report.is_empty() {
-        reap(pid);
-        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
-            SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
-        });
-        return Err(SandboxError::from(err).into());
-    }
     Ok(Child { pid, pidfd })
 }
 

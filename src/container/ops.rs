@@ -109,8 +109,12 @@ pub fn kill(store: &Store, key: &str, sig: i32) -> R<()> {
 /// `rm [-f]`: refuse a running container unless forced; forced, kill its
 /// supervisor (the sandbox dies with it) and wait until nothing is left.
 pub fn remove(store: &Store, key: &str, force: bool) -> R<()> {
-    let c = match store.open_locked(key) {
-        Err(ContainerError::Corrupt { .. }) if force => return store.remove_damaged(key),
+    let id = store.resolve(key)?;
+    let c = match store.open_locked(&id) {
+        Err(ContainerError::Corrupt { .. }) if force => return store.remove_damaged(&id),
+        // It was there a moment ago: removed meanwhile, as an exited
+        // `--rm` container is on sight, or by another `rm`. Gone, as asked.
+        Err(ContainerError::NoSuch(_)) => return Ok(()),
         other => other?,
     };
     if c.state.status == Status::Running {

@@ -227,7 +227,10 @@ impl Store {
     }
 
     /// Resolve `key`, take the container's lock, load it, and bring a stale
-    /// "running" state up to date (see [`State::reconcile`]).
+    /// "running" state up to date (see [`State::reconcile`]). A `--rm`
+    /// container found exited is removed, as Docker does, and is then no
+    /// such container: its run ended without removing it (its supervisor,
+    /// or the foreground hutch that ran it, was killed).
     pub fn open_locked(&self, key: &str) -> R<Container> {
         let id = self.resolve(key)?;
         let dir = self.container_dir(&id);
@@ -238,15 +241,29 @@ impl Store {
         }
         let config = self.read_config(&id)?;
         let mut state = self.read_state(&id)?;
+        let init = state.init;
         if state.reconcile(time::now()) {
             write_json(&dir.join(STATE), &state, !config.auto_remove)?;
         }
-        Ok(Container {
+        let c = Container {
             config,
             state,
             dir,
             _lock: lock,
-        })
+        };
+        // Exited is final for an --rm container: whoever ends its run
+        // removes it under this lock, so one found exited was left behind.
+        if c.config.auto_remove && c.state.status == super::Status::Exited {
+            // Nothing of it may run on: its init was killed by reconcile
+            // (or died with its foreground hutch); wait until it is gone.
+            if let Some(init) = init.and_then(|p| p.open()) {
+                let _ = init.signal(libc::SIGKILL);
+                init.wait_exit(Some(std::time::Duration::from_secs(30)));
+            }
+            self.remove(&c)?;
+            return Err(ContainerError::NoSuch(key.to_string()));
+        }
+        Ok(c)
     }
 
     /// Load without the lock, for listing. A stale state is reconciled

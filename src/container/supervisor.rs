@@ -24,7 +24,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,7 @@ use super::process::ProcId;
 use super::store::{self, Container, Store};
 use super::{time, Config, ContainerError};
 use crate::sandbox::enforce::Watch;
+use crate::sandbox::hot::{self, Shed};
 use crate::sandbox::report::{Outcome, Report as JudgeReport};
 use crate::sandbox::spawn::{self, Exit, Running, Stdio};
 use crate::sandbox::sys;
@@ -305,7 +306,12 @@ fn supervise(dir: &Path, report: OwnedFd, attached: Option<OwnedFd>) -> Result<(
         }
     }
     drop(report);
-    shed_memory();
+    // Setting up touched much of hutch and libc once; give it back now and
+    // from time to time, so what stays resident is the loop's own.
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let shed = Shed::find();
+    shed.shed();
 
     // With -t the workload reads and writes its pty: the master is its
     // stdout, and its stdin.
@@ -327,7 +333,7 @@ fn supervise(dir: &Path, report: OwnedFd, attached: Option<OwnedFd>) -> Result<(
         listener,
         clients: attached.map(Client::new).into_iter().collect(),
     };
-    session.run(&running);
+    session.run(&running, &shed);
     let Session {
         watch, mut clients, ..
     } = session;
@@ -459,15 +465,26 @@ struct Session<'a> {
 /// that does not read what is left to send it.
 const STALLED_CLIENT_MS: i32 = 10_000;
 
+/// When the supervisor first gives back its text pages after the start,
+/// and the longest it waits between two times.
+const SHED_FIRST: Duration = Duration::from_secs(1);
+const SHED_MAX: Duration = Duration::from_secs(64);
+
 impl Session<'_> {
-    fn run(&mut self, running: &Running) {
+    /// The loop, in the hot section with what it calls on every tick (see
+    /// `sandbox::hot`): an idle or watched container's supervisor runs
+    /// nothing else.
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    fn run(&mut self, running: &Running, shed: &Shed) {
         let mut buf = vec![0u8; 16 * 1024];
         let mut ended = false;
-        let mut fds: Vec<libc::pollfd> = Vec::new();
-        // The watchdog's first samples touch code once only (first calls,
-        // lazy statics): shed it again after a few ticks, so what stays
-        // resident is the steady loop.
-        let mut ticks_until_shed = 5u8;
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8);
+        // The first ticks and events touch code once only (first calls,
+        // the first log line): shed again after a second, then less and
+        // less often, so what stays resident is what the loop uses.
+        let mut shed_every = SHED_FIRST;
+        let mut next_shed = hot::now() + shed_every;
         while self.outputs.iter().any(|o| o.open) {
             // Back-pressure, as Docker's attach: while a client has not
             // taken the last output, no more is read from the workload.
@@ -502,18 +519,20 @@ impl Session<'_> {
             let timeout = if ended {
                 STALLED_CLIENT_MS
             } else {
-                self.watch.timeout_ms()
+                let until_shed = next_shed.saturating_sub(hot::now()).as_millis() as i32 + 1;
+                match self.watch.timeout_ms() {
+                    -1 => until_shed,
+                    t => t.min(until_shed),
+                }
             };
-            // SAFETY: a valid array of pollfds of the given length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let n = hot::poll(&mut fds, timeout);
             if n < 0 {
                 continue;
             }
-            if n == 0 && !ended && ticks_until_shed > 0 {
-                ticks_until_shed -= 1;
-                if ticks_until_shed == 0 {
-                    shed_memory();
-                }
+            if !ended && hot::now() >= next_shed {
+                shed.shed();
+                shed_every = (shed_every * 2).min(SHED_MAX);
+                next_shed = hot::now() + shed_every;
             }
             if n == 0 && ended {
                 // Once the sandbox has ended its pipes can only be at EOF
@@ -696,55 +715,6 @@ fn poll_fd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
         fd,
         events,
         revents: 0,
-    }
-}
-
-/// Give back the pages that setting up touched and the supervisor's loop
-/// will not need: the CLI-sized heap, and the file-backed pages of hutch and
-/// its libraries (the kernel maps them 64 KiB at a time around every fault,
-/// so after setup most of the binary is resident). Dropped text pages are
-/// read back from the page cache if they are ever needed; the loop needs
-/// a few dozen. This keeps the supervisor's RSS to its working set.
-fn shed_memory() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    // Each mapping: a header line "start-end perms offset dev inode path",
-    // then "Key: value" lines, among them "Anonymous:".
-    let mut candidate: Option<(usize, usize)> = None;
-    let drop_range = |r: Option<(usize, usize)>| {
-        if let Some((a, b)) = r {
-            // SAFETY: the range is a whole mapping of this process that is
-            // file-backed, not writable and holds no anonymous (copied)
-            // page, so MADV_DONTNEED only drops page-table entries; the
-            // pages fault back in, unchanged, from their file.
-            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
-        }
-    };
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let first = f.next().unwrap_or_default();
-        if let Some((a, b)) = first.split_once('-') {
-            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            else {
-                candidate = None;
-                continue;
-            };
-            let perms = f.next().unwrap_or_default();
-            let inode = f.nth(2).unwrap_or("0");
-            // Only clean, file-backed mappings: never anything writable,
-            // whose contents exist nowhere else.
-            candidate =
-                (inode != "0" && perms.starts_with('r') && !perms.contains('w')).then_some((a, b));
-        } else if first == "Anonymous:" {
-            // Relocated read-only data (RELRO) is a private copy: keep it.
-            if f.next() == Some("0") {
-                drop_range(candidate.take());
-            }
-            candidate = None;
-        }
     }
 }
 

@@ -18,9 +18,9 @@
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use super::{helper_command, NetError, PortMapping};
+use super::{as_helper, NetError, PortMapping};
 use crate::sandbox::sys;
 
 /// The hidden argv[1] that selects the forwarder's main.
@@ -31,10 +31,7 @@ const NAME: &str = "hutch port forwarder";
 const CHUNK: usize = 1 << 20;
 
 fn fail(reason: impl Into<String>) -> NetError {
-    NetError::Start {
-        helper: NAME,
-        reason: reason.into(),
-    }
+    NetError::start(NAME, reason)
 }
 
 /// Bind every TCP port of `ports` on the host, then start the forwarder for
@@ -62,8 +59,9 @@ pub fn spawn(pid: i32, target: &str, ports: &[&PortMapping]) -> Result<Child, Ne
     let mut inherited: Vec<RawFd> = vec![userns.as_raw_fd(), netns.as_raw_fd()];
     inherited.push(ready_w.as_raw_fd());
     inherited.extend(listeners.iter().map(|(l, _)| l.as_raw_fd()));
-    let mut cmd = helper_command("/proc/self/exe");
-    cmd.arg0("hutch")
+    let mut cmd = Command::new("/proc/self/exe");
+    as_helper(&mut cmd)
+        .arg0("hutch")
         .arg(MODE)
         .arg(userns.as_raw_fd().to_string())
         .arg(netns.as_raw_fd().to_string())

@@ -9,8 +9,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +62,15 @@ pub enum NetError {
     },
 }
 
+impl NetError {
+    fn start(helper: &'static str, reason: impl Into<String>) -> NetError {
+        NetError::Start {
+            helper,
+            reason: reason.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
@@ -67,12 +78,31 @@ pub enum Backend {
     Pasta,
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Backend {
+    /// The helper's program, and the backend's name in `--network`.
+    pub fn program(self) -> &'static str {
+        match self {
             Backend::Slirp4netns => "slirp4netns",
             Backend::Pasta => "pasta",
-        })
+        }
+    }
+
+    /// The Debian package that installs the helper.
+    pub fn package(self) -> &'static str {
+        match self {
+            Backend::Slirp4netns => "slirp4netns",
+            Backend::Pasta => "passt",
+        }
+    }
+
+    fn installed(self) -> bool {
+        crate::sandbox::idmap::which(self.program()).is_some()
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program())
     }
 }
 
@@ -371,12 +401,11 @@ impl NetworkSpec {
     /// Before clone: every host port to publish must be free.
     pub fn check(&self) -> Result<(), NetError> {
         if let Mode::Private { backend, .. } = self.mode {
-            let (helper, package) = match backend {
-                Backend::Slirp4netns => ("slirp4netns", "slirp4netns"),
-                Backend::Pasta => ("pasta", "passt"),
-            };
-            if crate::sandbox::idmap::which(helper).is_none() {
-                return Err(NetError::Missing { helper, package });
+            if !backend.installed() {
+                return Err(NetError::Missing {
+                    helper: backend.program(),
+                    package: backend.package(),
+                });
             }
         }
         self.ports.iter().try_for_each(PortMapping::check_free)
@@ -389,8 +418,7 @@ impl NetworkSpec {
 /// throughput (Debian 12's passt) from the sandbox to the host, which pasta
 /// moves at a rate that swings between 0.1 and 7 Gbit/s.
 pub fn preferred_backend() -> Backend {
-    let installed = |helper| crate::sandbox::idmap::which(helper).is_some();
-    prefer(installed("slirp4netns"), installed("pasta"))
+    prefer(Backend::Slirp4netns.installed(), Backend::Pasta.installed())
 }
 
 fn prefer(slirp4netns: bool, pasta: bool) -> Backend {
@@ -402,21 +430,77 @@ fn prefer(slirp4netns: bool, pasta: bool) -> Backend {
 }
 
 /// A running network helper; killed and reaped when dropped.
+///
+/// `child` is hutch's own child and nothing in hutch waits for any child
+/// but a named one, so its pid stays reserved (a zombie at worst) until
+/// `drop` reaps it: the kill can never reach a process that reused the pid.
 #[derive(Debug)]
 pub struct NetHelper {
     pub name: &'static str,
-    child: Option<Child>,
+    child: Child,
     /// hutch's TCP port forwarder (slirp4netns's published TCP ports).
     forwarder: Option<Child>,
     /// Closing this tells slirp4netns to exit.
-    _exit_fd: Option<std::os::fd::OwnedFd>,
-    /// Removed on drop (slirp4netns's API socket).
-    cleanup: Vec<std::path::PathBuf>,
+    exit_fd: Option<OwnedFd>,
+    /// Its stderr, read when it fails to start.
+    log: PathBuf,
+    /// Removed on drop: the log, and slirp4netns's API socket or pasta's FIFO.
+    cleanup: Vec<PathBuf>,
+}
+
+impl NetHelper {
+    /// Start `cmd`, `backend`'s helper, its stderr into `log`: in a session
+    /// of its own with no signal blocked, killed when hutch dies, and (as
+    /// this value) when the sandbox is reaped. `files` are removed with it.
+    fn spawn(
+        backend: Backend,
+        mut cmd: Command,
+        log: PathBuf,
+        files: Vec<PathBuf>,
+    ) -> Result<NetHelper, NetError> {
+        let name = backend.program();
+        let stderr = std::fs::File::create(&log)
+            .map_err(|e| NetError::start(name, format!("{}: {e}", log.display())))?;
+        let child = as_helper(&mut cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => NetError::Missing {
+                    helper: name,
+                    package: backend.package(),
+                },
+                _ => NetError::start(name, e.to_string()),
+            })?;
+        let mut cleanup = files;
+        cleanup.push(log.clone());
+        Ok(NetHelper {
+            name,
+            child,
+            forwarder: None,
+            exit_fd: None,
+            log,
+            cleanup,
+        })
+    }
+
+    /// The helper ended (or said something else than ready) before the
+    /// sandbox's network was up: kill and reap it, and say why from its log.
+    fn not_up(self) -> NetError {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let name = self.name;
+        drop(self);
+        NetError::start(
+            name,
+            format!("it exited before the network was up: {}", log.trim()),
+        )
+    }
 }
 
 impl Drop for NetHelper {
     fn drop(&mut self) {
-        for child in [&mut self.forwarder, &mut self.child].into_iter().flatten() {
+        for child in self.forwarder.iter_mut().chain([&mut self.child]) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -448,17 +532,15 @@ fn runtime_files<const N: usize>(
     helper: &'static str,
     id: &str,
     exts: [&str; N],
-) -> Result<[std::path::PathBuf; N], NetError> {
-    let runtime = crate::paths::runtime_dir().map_err(|e| NetError::Start {
-        helper,
-        reason: e.to_string(),
-    })?;
+) -> Result<[PathBuf; N], NetError> {
+    let runtime =
+        crate::paths::runtime_dir().map_err(|e| NetError::start(helper, e.to_string()))?;
     let short = &id[..id.len().min(16)];
     Ok(exts.map(|ext| runtime.join(format!("{helper}-{short}.{ext}"))))
 }
 
-/// A helper command that gets SIGKILL when hutch (its parent) dies, in a
-/// session of its own.
+/// Make `cmd` a helper's: SIGKILL when hutch (its parent) dies, a session
+/// of its own, and no signal blocked.
 ///
 /// Its own session keeps it out of the terminal's foreground process group
 /// (a Ctrl-C or Ctrl-Z meant for the workload must not take its network
@@ -466,8 +548,7 @@ fn runtime_files<const N: usize>(
 /// have: in the caller's, a busy machine gives the helper, the caller's
 /// shell and whatever else it runs one share of CPU between them, and
 /// user-mode networking is CPU-bound.
-fn helper_command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
+fn as_helper(cmd: &mut Command) -> &mut Command {
     // SAFETY: prctl, setsid, sigemptyset and sigprocmask are
     // async-signal-safe and touch no memory of the parent; `none` is a
     // local sigset_t, plain data.
@@ -485,9 +566,8 @@ fn helper_command(program: &str) -> Command {
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
-        });
+        })
     }
-    cmd
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
+use std::process::Command;
 
-use super::{forward, helper_command, runtime_files, NetError, NetHelper, PortMapping, Proto};
+use super::{forward, runtime_files, Backend, NetError, NetHelper, PortMapping, Proto};
 use crate::sandbox::sys;
 
 /// slirp4netns's built-in DNS forwarder and the sandbox's own address.
@@ -17,19 +17,13 @@ pub const ADDRESS: &str = "10.0.2.100";
 
 const NAME: &str = "slirp4netns";
 
-fn fail(reason: impl Into<String>) -> NetError {
-    NetError::Start {
-        helper: NAME,
-        reason: reason.into(),
-    }
-}
-
 /// A pipe whose `child_end` is inherited by the helper (no close-on-exec).
 fn inheritable_pipe(child_end_is_read: bool) -> Result<(OwnedFd, OwnedFd), NetError> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), 0) } < 0 {
-        return Err(fail(std::io::Error::last_os_error().to_string()));
+        let e = std::io::Error::last_os_error();
+        return Err(NetError::start(NAME, format!("pipe: {e}")));
     }
     // SAFETY: fresh descriptors owned by us alone.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -50,10 +44,8 @@ pub fn start(
     let _ = std::fs::remove_file(&api);
     let (ready_r, ready_w) = inheritable_pipe(false)?;
     let (exit_r, exit_w) = inheritable_pipe(true)?;
-    let log_file =
-        std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
 
-    let mut cmd = helper_command(NAME);
+    let mut cmd = Command::new(NAME);
     // As Podman runs it: the largest MTU (fewer, bigger segments through
     // the user-mode stack), and slirp4netns confined in an empty mount
     // namespace and a seccomp filter of its own, since it parses every
@@ -76,38 +68,15 @@ pub fn start(
     if !udp.is_empty() {
         cmd.arg("--api-socket").arg(&api);
     }
-    cmd.arg(pid.to_string())
-        .arg("tap0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    let child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => NetError::Missing {
-            helper: NAME,
-            package: "slirp4netns",
-        },
-        _ => fail(e.to_string()),
-    })?;
+    cmd.arg(pid.to_string()).arg("tap0");
+    let mut helper = NetHelper::spawn(Backend::Slirp4netns, cmd, log, vec![api.clone()])?;
     drop((ready_w, exit_r));
-    let mut helper = NetHelper {
-        name: NAME,
-        child: Some(child),
-        forwarder: None,
-        _exit_fd: Some(exit_w),
-        cleanup: vec![api.clone(), log.clone()],
-    };
+    helper.exit_fd = Some(exit_w);
 
     // slirp4netns writes "1" once the tap device is configured.
     let ready = sys::read_to_end(ready_r.as_raw_fd(), 16).unwrap_or_default();
     if ready.first() != Some(&b'1') {
-        if let Some(c) = &mut helper.child {
-            let _ = c.wait();
-        }
-        let msg = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(fail(format!(
-            "it exited before the network was up: {}",
-            msg.trim()
-        )));
+        return Err(helper.not_up());
     }
     for p in udp {
         add_hostfwd(&api, p).map_err(|e| NetError::PortTaken {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::hooks::Hook;
+use super::resources::{self, Resources};
 use super::{RuntimeError, POLICY_ANNOTATION, R};
 use crate::net::NetworkSpec;
 use crate::policy::{Choice, Policy, SeccompChoice};
@@ -197,47 +198,6 @@ pub struct IdMap {
     pub size: u32,
 }
 
-/// Cgroup resources: hutch-runtime places no container in a cgroup, so only
-/// an empty request (and device rules, see [`Device`]) can be honoured.
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Resources {
-    /// Device cgroup rules: the sandbox's /dev holds only null, zero, full,
-    /// random, urandom, tty and its own pts, so a deny rule holds anyway.
-    #[serde(default)]
-    pub devices: Vec<DeviceRule>,
-    #[serde(default)]
-    pub memory: Option<serde_json::Value>,
-    #[serde(default)]
-    pub cpu: Option<serde_json::Value>,
-    #[serde(default)]
-    pub pids: Option<serde_json::Value>,
-    #[serde(default)]
-    pub block_io: Option<serde_json::Value>,
-    #[serde(default)]
-    pub hugepage_limits: Option<serde_json::Value>,
-    #[serde(default)]
-    pub network: Option<serde_json::Value>,
-    #[serde(default)]
-    pub rdma: Option<serde_json::Value>,
-    #[serde(default)]
-    pub unified: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceRule {
-    pub allow: bool,
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub major: Option<i64>,
-    #[serde(default)]
-    pub minor: Option<i64>,
-    #[serde(default)]
-    pub access: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
@@ -395,8 +355,32 @@ pub fn to_spec(cfg: &Config, id: &str, places: &Places) -> R<Converted> {
         advanced: adv,
     };
     apply_process(&mut spec, process)?;
+    // Last: this may make the container's cgroup.
+    let plan = resources::plan(
+        linux.resources.as_ref(),
+        linux.cgroups_path.as_deref(),
+        &resources::Context {
+            id: &spec.id,
+            own_user_namespace: spec.advanced.creates(Namespace::User),
+            can_change_uid: spec.advanced.capabilities.contains(&CAP_SETUID)
+                && spec
+                    .idmap
+                    .uid_map
+                    .iter()
+                    .map(|r| u64::from(r.count))
+                    .sum::<u64>()
+                    > 1,
+        },
+    )?;
+    notes.extend(plan.notes);
+    let rlimits = std::mem::take(&mut spec.limits.rlimits);
+    spec.limits = plan.enforcement;
+    spec.limits.rlimits = resources::merge_rlimits(rlimits, &spec.limits);
     Ok(Converted { spec, notes })
 }
+
+/// capability(7) number of CAP_SETUID.
+const CAP_SETUID: u32 = 7;
 
 /// Make `p` the Spec's process: config.json's `process`, or `exec`'s
 /// `--process` file.
@@ -411,12 +395,15 @@ pub fn apply_process(spec: &mut Spec, p: &Process) -> R<()> {
             format!("{:?} is not absolute", p.cwd),
         ));
     }
-    spec.limits.rlimits = p
+    let rlimits = p
         .rlimits
         .iter()
         .enumerate()
         .map(|(i, r)| rlimit(&format!("process.rlimits[{i}]"), r))
         .collect::<R<Vec<_>>>()?;
+    // The container's own limits (a pids limit held by RLIMIT_NPROC) bind
+    // every process of it, exec'd ones too.
+    spec.limits.rlimits = resources::merge_rlimits(rlimits, &spec.limits);
     spec.advanced.capabilities = capabilities(p)?;
     spec.advanced.umask = p.user.umask;
     spec.advanced.oom_score_adj = p.oom_score_adj;
@@ -500,31 +487,6 @@ fn refuse_unsupported_linux(linux: &Linux) -> R<()> {
             ));
         }
     }
-    if nonempty(&linux.cgroups_path) {
-        return Err(RuntimeError::config(
-            "linux.cgroupsPath",
-            "hutch-runtime does not place containers in cgroups (hint: podman --cgroups=disabled)",
-        ));
-    }
-    if let Some(r) = &linux.resources {
-        for (name, v) in [
-            ("memory", &r.memory),
-            ("cpu", &r.cpu),
-            ("pids", &r.pids),
-            ("blockIO", &r.block_io),
-            ("hugepageLimits", &r.hugepage_limits),
-            ("network", &r.network),
-            ("rdma", &r.rdma),
-            ("unified", &r.unified),
-        ] {
-            if v.as_ref().is_some_and(|v| !is_empty_json(v)) {
-                return Err(RuntimeError::config(
-                    format!("linux.resources.{name}"),
-                    "hutch-runtime cannot enforce cgroup resource limits (hint: process.rlimits, or hutch run's judge limits)",
-                ));
-            }
-        }
-    }
     for (i, d) in linux.devices.iter().enumerate() {
         if !DEFAULT_DEVICES.iter().any(|p| Path::new(p) == d.path) {
             return Err(RuntimeError::config(
@@ -538,15 +500,6 @@ fn refuse_unsupported_linux(linux: &Linux) -> R<()> {
         }
     }
     Ok(())
-}
-
-fn is_empty_json(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Null => true,
-        serde_json::Value::Object(m) => m.values().all(is_empty_json),
-        serde_json::Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
 }
 
 fn absolute_paths(field: &str, paths: &[PathBuf]) -> R<Vec<PathBuf>> {
@@ -734,7 +687,7 @@ fn sysctls(linux: &Linux, adv: &Advanced) -> R<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn capability_number(field: &str, name: &str) -> R<u32> {
+pub fn capability_number(field: &str, name: &str) -> R<u32> {
     let bare = name.strip_prefix("CAP_").unwrap_or(name);
     crate::sandbox::caps::NAMES
         .iter()

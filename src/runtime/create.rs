@@ -32,19 +32,13 @@ pub struct Args {
     /// Accepted as runc does; no session keyring is made.
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Extra descriptors to pass (3 and up): not supported beyond 0.
-    #[arg(long, default_value_t = 0)]
+    /// Pass descriptors 3 to 3+N-1 to the container's process, open.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
     pub id: String,
 }
 
 pub fn create(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
-    if args.preserve_fds > 0 {
-        return Err(RuntimeError::Refused(
-            "--preserve-fds: hutch-runtime passes no descriptors beyond stdio into a container"
-                .into(),
-        ));
-    }
     let bundle = std::fs::canonicalize(&args.bundle)
         .map_err(|e| RuntimeError::io("cannot open the bundle", args.bundle.display(), e))?;
     let cfg = bundle::read(&bundle)?;
@@ -81,12 +75,29 @@ fn build(
     for note in &converted.notes {
         logger.warn(note);
     }
-    let mut spec = converted.spec;
+    let cgroup = converted.spec.limits.cgroup.clone();
+    let result = start(c, converted.spec, cfg, bundle, args, logger);
+    if let (Err(_), Some(cg)) = (&result, cgroup) {
+        cg.remove();
+    }
+    result
+}
+
+/// Start the container's process, stopped at its gate, and record it.
+fn start(
+    c: &Container,
+    mut spec: crate::sandbox::Spec,
+    cfg: &bundle::Config,
+    bundle: &Path,
+    args: &Args,
+    logger: &Logger,
+) -> R<()> {
     std::fs::create_dir(&spec.scratch)
         .map_err(|e| RuntimeError::io("cannot create", spec.scratch.display(), e))?;
     let gate = c.gate();
     make_fifo(&gate)?;
     spec.advanced.start_gate = Some(gate);
+    spec.advanced.preserve_fds = args.preserve_fds;
     c.save_spec(&spec)?;
 
     let stdio = spawn::Stdio {

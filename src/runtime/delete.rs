@@ -25,7 +25,8 @@ pub fn delete(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
     };
     let record = c.load()?;
     let status = record.status();
-    if status == Status::Running && !args.force {
+    let cgroup = c.load_spec()?.limits.cgroup;
+    if matches!(status, Status::Running | Status::Paused) && !args.force {
         return Err(RuntimeError::WrongState {
             id: args.id.clone(),
             status: status.name(),
@@ -40,6 +41,12 @@ pub fn delete(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
             }
         }
         let _ = p.signal(libc::SIGKILL);
+        if status == Status::Paused {
+            // Frozen processes die of their SIGKILL only once thawed.
+            if let Some(cg) = &cgroup {
+                let _ = cg.freeze(false);
+            }
+        }
         if !p.wait_exit(Some(Duration::from_secs(10))) {
             return Err(RuntimeError::Refused(format!(
                 "container {} did not die within 10s of SIGKILL",
@@ -53,6 +60,9 @@ pub fn delete(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
         &record.oci_state(),
     ) {
         logger.warn(&e.to_string());
+    }
+    if let Some(cg) = &cgroup {
+        cg.remove();
     }
     std::fs::remove_dir_all(&c.dir)
         .map_err(|e| RuntimeError::io("cannot remove", c.dir.display(), e))?;

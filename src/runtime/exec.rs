@@ -18,7 +18,7 @@ use super::state::{Container, Root, Status};
 use super::{RuntimeError, R};
 use crate::sandbox::error::SetupError;
 use crate::sandbox::spawn::Exit;
-use crate::sandbox::{child, console, sys, SandboxError};
+use crate::sandbox::{child, console, sys};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,6 +41,24 @@ pub struct Args {
     /// Without --process: KEY=VALUE added to the container's environment.
     #[arg(long, short = 'e')]
     pub env: Vec<String>,
+    /// Without --process: run as UID[:GID] (numbers, in the container).
+    #[arg(long, short = 'u', value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Without --process: a supplementary group (repeatable).
+    #[arg(
+        long = "additional-gids",
+        short = 'g',
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    pub additional_gids: Vec<u32>,
+    /// Without --process: a capability to keep (repeatable); only those
+    /// the container was given, and none unless asked.
+    #[arg(long = "cap", short = 'c', value_name = "CAP")]
+    pub caps: Vec<String>,
+    /// Pass descriptors 3 to 3+N-1 to the process, open.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
     pub id: String,
     /// Without --process: the command.
     #[arg(trailing_var_arg = true)]
@@ -64,8 +82,15 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
         status: Status::Stopped.name(),
         need: "not running",
     })?;
+    // What the container was given bounds what any exec'd process gets.
+    let container_caps = std::mem::take(&mut spec.advanced.capabilities);
     match &args.process {
         Some(file) => {
+            if args.user.is_some() || !args.additional_gids.is_empty() || !args.caps.is_empty() {
+                return Err(RuntimeError::Refused(
+                    "--user, --additional-gids and --cap apply without --process (the process file names its user and capabilities)".into(),
+                ));
+            }
             let text = std::fs::read(file)
                 .map_err(|e| RuntimeError::io("cannot read", file.display(), e))?;
             let de = &mut serde_json::Deserializer::from_slice(&text);
@@ -73,6 +98,7 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
                 RuntimeError::config(format!("process.{}", e.path()), e.into_inner().to_string())
             })?;
             bundle::apply_process(&mut spec, &p)?;
+            check_user(&spec, "process.user")?;
         }
         None => {
             if args.command.is_empty() {
@@ -86,8 +112,35 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
                 spec.process.cwd = d.clone();
             }
             spec.process.terminal = args.tty;
+            if let Some(u) = &args.user {
+                let (uid, gid) = parse_user(u)?;
+                spec.process.user.uid = uid;
+                spec.process.user.gid = gid;
+                spec.process.user.additional_gids.clear();
+            }
+            if !args.additional_gids.is_empty() {
+                spec.process.user.additional_gids = args.additional_gids.clone();
+            }
+            check_user(&spec, "--user")?;
+            spec.advanced.capabilities = args
+                .caps
+                .iter()
+                .map(|c| bundle::capability_number("--cap", c))
+                .collect::<R<Vec<u32>>>()?;
         }
     }
+    if let Some(c) = spec
+        .advanced
+        .capabilities
+        .iter()
+        .find(|c| !container_caps.contains(c))
+    {
+        let name = crate::sandbox::caps::NAMES.get(*c as usize).unwrap_or(&"?");
+        return Err(RuntimeError::Refused(format!(
+            "CAP_{name}: the container was not given it, so no process exec'd in it gets it"
+        )));
+    }
+    spec.advanced.preserve_fds = args.preserve_fds;
     if spec.process.terminal && args.console_socket.is_none() {
         return Err(RuntimeError::config(
             "process.terminal",
@@ -103,6 +156,16 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
         Some(sock) => Some(super::create::connect_console(sock)?),
         None => None,
     };
+    // Into the container's cgroup first (its path is the host's): the
+    // process forked below is counted and limited with the container's.
+    if let Some(cg) = &spec.limits.cgroup {
+        cg.add(std::process::id() as i32).map_err(|e| {
+            RuntimeError::Refused(format!(
+                "cannot join the cgroup of container {}: {e}",
+                args.id
+            ))
+        })?;
+    }
     let namespaces = record.namespaces.open_checked(target.pid())?;
     namespaces.join().map_err(|e| {
         RuntimeError::io(
@@ -212,46 +275,62 @@ impl PidFile {
 
 /// Fork the process; it confines itself and execs, or says why not.
 fn fork_confined(spec: &crate::sandbox::Spec, slave: Option<&OwnedFd>) -> R<i32> {
-    let (err_r, err_w) =
-        sys::pipe().map_err(|e| RuntimeError::io("cannot create", "an error pipe", e))?;
-    // SAFETY: fork in a single-threaded process; the child confines itself
-    // and execs or reports and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(RuntimeError::io(
-            "cannot fork",
-            "the exec process",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(err_r);
-        let err = match child_main(spec, slave) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
-        child::report_and_exit(err_w.as_raw_fd(), &err);
-    }
-    drop(err_w);
-    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
-        .map_err(|e| RuntimeError::io("cannot read", "the error pipe", e))?;
-    if !report.is_empty() {
-        let mut status = 0;
-        // SAFETY: reaping our own child, which has exited.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
-            SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
-        });
-        return Err(SandboxError::from(err).into());
-    }
-    Ok(pid)
+    Ok(child::fork_confined(|| child_main(spec, slave))?)
 }
 
 fn child_main(
     spec: &crate::sandbox::Spec,
     slave: Option<&OwnedFd>,
 ) -> Result<Infallible, SetupError> {
-    sys::cloexec_from_3()
+    sys::keep_passed_fds(spec.advanced.preserve_fds)
         .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
     child::exec_workload(spec, slave)
+}
+
+/// `--user UID[:GID]` (the gid defaults to 0, as runc's).
+fn parse_user(text: &str) -> R<(u32, u32)> {
+    let bad = || {
+        RuntimeError::Refused(format!(
+            "--user {text:?}: expected UID or UID:GID, in numbers"
+        ))
+    };
+    let (uid, gid) = text.split_once(':').unwrap_or((text, "0"));
+    Ok((
+        uid.parse().map_err(|_| bad())?,
+        gid.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// The user, group and supplementary groups must be mapped in the
+/// container's user namespace, and supplementary groups need a map
+/// newgidmap wrote (setgroups is denied otherwise): refused here rather
+/// than dropped.
+fn check_user(spec: &crate::sandbox::Spec, field: &str) -> R<()> {
+    let u = &spec.process.user;
+    if !spec.advanced.creates(crate::sandbox::spec::Namespace::User) {
+        return Ok(());
+    }
+    let idmap = &spec.idmap;
+    if !idmap.maps_uid(u.uid) || !idmap.maps_gid(u.gid) {
+        return Err(RuntimeError::config(
+            field,
+            format!(
+                "{}:{} is not mapped in the container's user namespace",
+                u.uid, u.gid
+            ),
+        ));
+    }
+    if let Some(g) = u.additional_gids.iter().find(|g| !idmap.maps_gid(**g)) {
+        return Err(RuntimeError::config(
+            field,
+            format!("supplementary group {g} is not mapped in the container's user namespace"),
+        ));
+    }
+    if !u.additional_gids.is_empty() && !idmap.use_helpers {
+        return Err(RuntimeError::config(
+            field,
+            "supplementary groups need newgidmap (a mapping of more than the caller's own gid)",
+        ));
+    }
+    Ok(())
 }

@@ -4,6 +4,10 @@
 use super::R;
 
 pub fn print() -> R<i32> {
+    use crate::sandbox::cgroup::Delegation;
+    let delegation = Delegation::find();
+    let v1 = matches!(delegation, Some(Delegation::V1 { .. }));
+    let v2 = matches!(delegation, Some(Delegation::V2 { .. }));
     let features = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": super::state::OCI_VERSION,
@@ -16,7 +20,7 @@ pub fn print() -> R<i32> {
         "linux": {
             "namespaces": ["mount", "pid", "ipc", "uts", "network", "user", "cgroup"],
             "capabilities": crate::sandbox::caps::NAMES.iter().map(|n| format!("CAP_{n}")).collect::<Vec<_>>(),
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": v1, "v2": v2, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_LOG"],

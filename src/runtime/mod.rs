@@ -16,7 +16,9 @@ pub mod hooks;
 pub mod kill;
 pub mod list;
 pub mod log;
+pub mod pause;
 pub mod ps;
+pub mod resources;
 pub mod start;
 pub mod state;
 
@@ -153,9 +155,9 @@ pub enum Command {
     List(list::Args),
     /// Print what this runtime supports (the OCI features JSON).
     Features,
-    /// Freeze a container (needs the freezer cgroup: refused).
+    /// Freeze every process of a container (needs a delegated cgroup with a freezer).
     Pause(IdArg),
-    /// Thaw a container (needs the freezer cgroup: refused).
+    /// Thaw a paused container.
     Resume(IdArg),
 }
 
@@ -199,6 +201,14 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> R<i32> {
             "--systemd-cgroup: {why} (hint: use the cgroupfs cgroup manager, or run Podman with --cgroups=disabled)"
         )));
     }
+    // Before the runtime opens anything of its own, which could take the
+    // number of a descriptor the caller meant to pass and did not.
+    let preserve = match &cli.command {
+        Command::Create(a) => a.preserve_fds,
+        Command::Exec(a) => a.preserve_fds,
+        _ => 0,
+    };
+    check_passed_fds(preserve)?;
     let root = state::Root::open(cli.root.clone())?;
     match &cli.command {
         Command::Create(a) => create::create(&root, a, logger),
@@ -210,9 +220,8 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> R<i32> {
         Command::Ps(a) => ps::ps(&root, a),
         Command::List(a) => list::list(&root, a),
         Command::Features => features::print(),
-        Command::Pause(_) | Command::Resume(_) => Err(RuntimeError::Refused(
-            "pause and resume need the freezer cgroup, which hutch-runtime does not manage".into(),
-        )),
+        Command::Pause(a) => pause::set_paused(&root, &a.id, true, logger),
+        Command::Resume(a) => pause::set_paused(&root, &a.id, false, logger),
     }
 }
 
@@ -224,6 +233,25 @@ pub fn print_out(text: &str) {
     let _ = out
         .write_all(text.as_bytes())
         .and_then(|()| out.write_all(b"\n"));
+}
+
+/// `--preserve-fds N`: descriptors 3 to 3+N-1 must be open.
+fn check_passed_fds(count: u32) -> R<()> {
+    if count > 1024 {
+        return Err(RuntimeError::Refused(format!(
+            "--preserve-fds {count}: at most 1024"
+        )));
+    }
+    for fd in 3..3 + count as i32 {
+        // SAFETY: F_GETFD on an integer descriptor reads no memory.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(RuntimeError::Refused(format!(
+                "--preserve-fds {count}: descriptor {fd} is not open (hint: pass descriptors 3 to {} open)",
+                2 + count
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether systemd runs this host (and could delegate a user's cgroups).

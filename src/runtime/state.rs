@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RuntimeError, R};
 use crate::container::process::{PidFd, ProcId};
+use crate::sandbox::nsjoin::{self, Joiner};
 use crate::sandbox::Spec;
 
 /// The version of the runtime spec this runtime implements.
@@ -86,6 +87,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause` (the cgroup freezer); `resume` thaws it.
+    Paused,
     Stopped,
 }
 
@@ -95,6 +98,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -126,35 +130,16 @@ pub struct Record {
     pub hooks: super::hooks::Later,
 }
 
-/// The kinds of namespace a process has, by their /proc/PID/ns names, user
-/// first (joining it grants the right to join the others).
-const NS_NAMES: [(&str, libc::c_int); 7] = [
-    ("user", libc::CLONE_NEWUSER),
-    ("mnt", libc::CLONE_NEWNS),
-    ("pid", libc::CLONE_NEWPID),
-    ("ipc", libc::CLONE_NEWIPC),
-    ("uts", libc::CLONE_NEWUTS),
-    ("net", libc::CLONE_NEWNET),
-    ("cgroup", libc::CLONE_NEWCGROUP),
-];
-
 /// (device, inode) of each namespace of the container's process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Namespaces(pub BTreeMap<String, (u64, u64)>);
-
-fn ns_identity(f: &std::fs::File) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = f.metadata()?;
-    Ok((m.dev(), m.ino()))
-}
 
 impl Namespaces {
     /// The namespaces of `pid` now.
     pub fn of(pid: i32) -> std::io::Result<Namespaces> {
         let mut map = BTreeMap::new();
-        for (name, _) in NS_NAMES {
-            let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
-            map.insert(name.to_string(), ns_identity(&f)?);
+        for ((name, _), (f, _)) in nsjoin::KINDS.iter().zip(nsjoin::open_all(pid)?) {
+            map.insert(name.to_string(), nsjoin::identity(&f)?);
         }
         Ok(Namespaces(map))
     }
@@ -162,42 +147,25 @@ impl Namespaces {
     /// Open the namespaces of `pid` that differ from ours, refusing any
     /// that is not the one recorded at create.
     pub fn open_checked(&self, pid: i32) -> R<Joiner> {
-        let mut fds = Vec::new();
-        for (name, flag) in NS_NAMES {
-            let path = format!("/proc/{pid}/ns/{name}");
-            let f = std::fs::File::open(&path)
-                .map_err(|e| RuntimeError::io("cannot open", &path, e))?;
-            let id = ns_identity(&f).map_err(|e| RuntimeError::io("cannot stat", &path, e))?;
-            if self.0.get(name) != Some(&id) {
+        let fds = nsjoin::open_all(pid)
+            .map_err(|e| RuntimeError::io("cannot open the namespaces of", pid, e))?;
+        let mut join = Vec::new();
+        for ((name, _), (f, flag)) in nsjoin::KINDS.iter().zip(fds) {
+            let id = nsjoin::identity(&f).map_err(|e| {
+                RuntimeError::io("cannot stat", format!("/proc/{pid}/ns/{name}"), e)
+            })?;
+            if self.0.get(*name) != Some(&id) {
                 return Err(RuntimeError::Refused(format!(
                     "the container's {name} namespace is not the one it was created with (its process made another); refusing to join it"
                 )));
             }
-            let mine = std::fs::File::open(format!("/proc/self/ns/{name}"))
-                .and_then(|m| ns_identity(&m))
+            let mine = nsjoin::own(name)
                 .map_err(|e| RuntimeError::io("cannot open", format!("/proc/self/ns/{name}"), e))?;
             if mine != id {
-                fds.push((f, flag));
+                join.push((f, flag));
             }
         }
-        Ok(Joiner { fds })
-    }
-}
-
-/// Namespace descriptors to join, user first.
-pub struct Joiner {
-    fds: Vec<(std::fs::File, libc::c_int)>,
-}
-
-impl Joiner {
-    /// setns(2) into each; the process must be single-threaded.
-    pub fn join(&self) -> std::io::Result<()> {
-        for (f, flag) in &self.fds {
-            // SAFETY: setns with an open nsfs descriptor and its type.
-            let ret = unsafe { libc::setns(f.as_raw_fd(), *flag) };
-            crate::sandbox::sys::check(ret as libc::c_long)?;
-        }
-        Ok(())
+        Ok(Joiner::new(join))
     }
 }
 

@@ -21,8 +21,9 @@ pub enum CgroupError {
 }
 
 const ROOT: &str = "/sys/fs/cgroup";
-/// The v1 controllers hutch uses: limits and accounting.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct"];
+/// The v1 controllers hutch uses: limits and accounting, and the freezer
+/// (hutch-runtime's pause and resume).
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "freezer"];
 
 /// A subtree this user may create cgroups in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +113,18 @@ pub struct CgroupStats {
 impl Cgroup {
     pub fn create(d: &Delegation, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         let name = format!("hutch-{}", &id[..id.len().min(16)]);
+        Cgroup::create_at(d, Path::new(&name), limits, &[])
+    }
+
+    /// Make the cgroup at `name`, a relative path under the delegated
+    /// parent (checked by the caller: no `..`), with the v1 controllers
+    /// `limits` needs plus those in `also` (the freezer, say).
+    pub fn create_at(
+        d: &Delegation,
+        name: &Path,
+        limits: &Limits,
+        also: &[&str],
+    ) -> Result<Cgroup, CgroupError> {
         let mut cg = Cgroup {
             v2: matches!(d, Delegation::V2 { .. }),
             dirs: BTreeMap::new(),
@@ -121,7 +134,7 @@ impl Cgroup {
         let mut set = |file: PathBuf, value: String| settings.push((file, value));
         match d {
             Delegation::V2 { parent } => {
-                let dir = parent.join(&name);
+                let dir = parent.join(name);
                 cg.dirs.insert("unified".into(), dir.clone());
                 if let Some(m) = limits.memory {
                     set(dir.join("memory.max"), m.to_string());
@@ -138,10 +151,14 @@ impl Cgroup {
                     set(dir.join("pids.max"), p.to_string());
                 }
                 if let Some(c) = limits.cpus {
+                    let period = limits.cpu_period_us.unwrap_or(100_000);
                     set(
                         dir.join("cpu.max"),
-                        format!("{} 100000", (c * 100_000.0) as u64),
+                        format!("{} {period}", (c * period as f64) as u64),
                     );
+                }
+                if let Some(shares) = limits.cpu_shares {
+                    set(dir.join("cpu.weight"), shares_to_weight(shares).to_string());
                 }
             }
             Delegation::V1 { parents } => {
@@ -150,12 +167,12 @@ impl Cgroup {
                 let wanted = |c: &str| match c {
                     "memory" => limits.memory.is_some() || limits.memory_swap.is_some(),
                     "pids" => limits.pids.is_some(),
-                    "cpu" => limits.cpus.is_some(),
+                    "cpu" => limits.cpus.is_some() || limits.cpu_shares.is_some(),
                     "cpuacct" => limits.cpu_time_ms.is_some(),
-                    _ => false,
+                    other => also.contains(&other),
                 };
                 for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
-                    let dir = parent.join(&name);
+                    let dir = parent.join(name);
                     cg.dirs.insert(ctrl.clone(), dir);
                 }
                 if let Some(dir) = cg.dirs.get("memory") {
@@ -178,11 +195,15 @@ impl Cgroup {
                     set(dir.join("pids.max"), p.to_string());
                 }
                 if let (Some(dir), Some(c)) = (cg.dirs.get("cpu"), limits.cpus) {
-                    set(dir.join("cpu.cfs_period_us"), "100000".into());
+                    let period = limits.cpu_period_us.unwrap_or(100_000);
+                    set(dir.join("cpu.cfs_period_us"), period.to_string());
                     set(
                         dir.join("cpu.cfs_quota_us"),
-                        ((c * 100_000.0) as u64).to_string(),
+                        ((c * period as f64) as u64).to_string(),
                     );
+                }
+                if let (Some(dir), Some(shares)) = (cg.dirs.get("cpu"), limits.cpu_shares) {
+                    set(dir.join("cpu.shares"), shares.to_string());
                 }
             }
         }
@@ -195,7 +216,7 @@ impl Cgroup {
     /// on each start of a kept container (the last run removed them).
     pub fn make(&self) -> Result<(), CgroupError> {
         for dir in self.dirs.values() {
-            mkdir(dir)?;
+            mkdir_all(dir)?;
         }
         for (file, value) in &self.settings {
             write(file, value)?;
@@ -213,6 +234,7 @@ impl Cgroup {
             return match what {
                 "memory.swap" => dir.join("memory.swap.max").exists(),
                 "cpuacct" => true,
+                "freezer" => dir.join("cgroup.freeze").exists(),
                 c => {
                     dir.join(format!("{c}.max")).exists()
                         || (c == "cpu" && dir.join("cpu.max").exists())
@@ -280,6 +302,70 @@ impl Cgroup {
             let _ = std::fs::remove_dir(dir);
         }
     }
+
+    /// Freeze (or thaw) every process in the cgroup, and wait until the
+    /// kernel says it is done: v1's freezer.state passes through FREEZING,
+    /// v2's cgroup.events says `frozen 1`. Neither file offers an event
+    /// v1 can wait on, so this polls, briefly, as runc does.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, file, value) = if self.v2 {
+            let dir = self.dirs.get("unified");
+            (dir, "cgroup.freeze", if frozen { "1" } else { "0" })
+        } else {
+            let dir = self.dirs.get("freezer");
+            (
+                dir,
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+            )
+        };
+        let Some(dir) = dir else {
+            return Err(CgroupError::Io {
+                what: "freeze",
+                path: self.dirs.values().next().cloned().unwrap_or_default(),
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        };
+        let path = dir.join(file);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            write(&path, value)?;
+            if self.frozen() == Some(frozen) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::Io {
+                    what: if frozen { "freeze" } else { "thaw" },
+                    path,
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Whether the cgroup is frozen now; `None` without a freezer.
+    pub fn frozen(&self) -> Option<bool> {
+        if self.v2 {
+            let events = self.read("", "cgroup.events");
+            field(events, "frozen").map(|f| f == 1)
+        } else {
+            let state = self.read("freezer", "freezer.state")?;
+            match state.trim() {
+                "FROZEN" => Some(true),
+                "THAWED" => Some(false),
+                // FREEZING: neither yet.
+                _ => None,
+            }
+        }
+    }
+}
+
+/// cgroup v1's cpu.shares (2..262144, default 1024) as cgroup v2's
+/// cpu.weight (1..10000, default 100), as runc and crun convert it.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// The number after `key ` in a flat-keyed cgroup file.
@@ -294,10 +380,11 @@ fn num(text: Option<String>) -> Option<u64> {
     text?.trim().parse::<u64>().ok()
 }
 
-fn mkdir(dir: &Path) -> Result<(), CgroupError> {
-    match std::fs::create_dir(dir) {
+/// Make `dir` and any missing parent (a nested path under the delegated
+/// parent, as an OCI `cgroupsPath` asks).
+fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir_all(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(CgroupError::Io {
             what: "create cgroup",
             path: dir.to_path_buf(),

@@ -49,6 +49,50 @@ pub fn main(spec: &Spec, fds: ChildFds) -> ! {
     report_and_exit(fds.error, &err)
 }
 
+/// Fork a process that runs `confine` (its last steps in a joined
+/// sandbox: confine itself and exec) and learn whether it exec'd: its pid,
+/// or the error it reported (then it is reaped). The caller must be
+/// single-threaded.
+pub fn fork_confined(
+    confine: impl FnOnce() -> Result<Infallible, SetupError>,
+) -> Result<i32, super::SandboxError> {
+    use super::SandboxError;
+    let (err_r, err_w) =
+        sys::pipe().map_err(|e| SandboxError::io("cannot create", "an error pipe", e))?;
+    // SAFETY: fork in a single-threaded process; the child confines itself
+    // and execs or reports and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SandboxError::io(
+            "cannot fork",
+            "the exec process",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(err_r);
+        let err = match confine() {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        report_and_exit(err_w.as_raw_fd(), &err);
+    }
+    drop(err_w);
+    // EOF: the process exec'd (the pipe is close-on-exec).
+    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
+        .map_err(|e| SandboxError::io("cannot read", "the error pipe", e))?;
+    if !report.is_empty() {
+        let mut status = 0;
+        // SAFETY: reaping our own child, which has reported and exits.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
+            SetupError::msg("exec failed", String::from_utf8_lossy(&report).into_owned())
+        });
+        return Err(err.into());
+    }
+    Ok(pid)
+}
+
 /// Write `err` to the error pipe and exit with its code.
 pub fn report_and_exit(fd: RawFd, err: &SetupError) -> ! {
     if let Ok(json) = serde_json::to_vec(err) {
@@ -80,7 +124,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     // SAFETY: closing a descriptor we own and no longer use.
     unsafe { libc::close(fds.sync) };
 
-    stdio(fds)?;
+    stdio(fds, spec.advanced.preserve_fds)?;
 
     // The start gate lives on the host: open it before the root changes.
     let gate = match &spec.advanced.start_gate {
@@ -165,7 +209,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     init::run(pid, fds.status)
 }
 
-fn stdio(fds: ChildFds) -> Result<(), SetupError> {
+fn stdio(fds: ChildFds, preserve_fds: u32) -> Result<(), SetupError> {
     for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
         if from != to {
             sys::dup2(from, to).map_err(|e| SetupError::io("cannot set up stdio", None, &e))?;
@@ -173,7 +217,8 @@ fn stdio(fds: ChildFds) -> Result<(), SetupError> {
     }
     // Nothing else hutch's caller left open may reach the workload: an
     // inherited directory descriptor would be a way out of the new root.
-    sys::cloexec_from_3()
+    // Only those it passed on purpose (--preserve-fds) stay.
+    sys::keep_passed_fds(preserve_fds)
         .map_err(|e| SetupError::io("cannot mark descriptors close-on-exec", None, &e))?;
     Ok(())
 }

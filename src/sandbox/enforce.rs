@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::hot;
 use super::limits::Enforcement;
 use super::report::{Breach, Outcome};
 use super::spawn::Running;
@@ -18,7 +19,9 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(20);
 pub struct Watch<'a> {
     limits: &'a Enforcement,
     started_at: Instant,
-    wall_deadline: Option<Instant>,
+    /// Deadlines are on [`hot::now`]'s clock: the loop reads it every tick
+    /// without going through libc.
+    wall_deadline: Option<Duration>,
     watching: bool,
     /// Bytes of stdout and stderr kept so far.
     pub output_bytes: u64,
@@ -31,43 +34,52 @@ pub struct Watch<'a> {
     /// When the watchdog reads CPU time and memory again: once per tick, not
     /// on every wake-up (a chatty workload wakes the loop per chunk of
     /// output, and a reading walks /proc).
-    next_sample: Instant,
+    next_sample: Duration,
+    walker: watchdog::Walker,
 }
 
 impl<'a> Watch<'a> {
     /// Start watching a run that started at `started_at`.
     pub fn new(limits: &'a Enforcement, started_at: Instant) -> Watch<'a> {
+        let start = hot::now().saturating_sub(started_at.elapsed());
         Watch {
             limits,
             started_at,
             wall_deadline: limits
                 .limits
                 .wall_time_ms
-                .map(|ms| started_at + Duration::from_millis(ms)),
+                .map(|ms| start + Duration::from_millis(ms)),
             watching: limits.watch_cpu_ms.is_some() || limits.watch_memory.is_some(),
             output_bytes: 0,
             breach: None,
             peak_watched_rss_kib: 0,
             last_watched_cpu: Duration::ZERO,
-            next_sample: started_at,
+            next_sample: start,
+            walker: watchdog::Walker::new(),
         }
     }
 
     /// The poll timeout (ms, -1 for none) until the next check is due.
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
     pub fn timeout_ms(&self) -> i32 {
         if self.breach.is_some() {
             return -1;
         }
-        let mut timeout = self
-            .wall_deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
+        let now = hot::now();
+        let mut timeout = self.wall_deadline.map(|d| d.saturating_sub(now));
         if self.watching {
-            let sample = self.next_sample.saturating_duration_since(Instant::now());
+            let sample = self.next_sample.saturating_sub(now);
             timeout = Some(timeout.map_or(sample, |t| t.min(sample)));
         }
         // Round up: waking a little early would spin until the deadline.
         timeout.map_or(-1, |t| {
-            (t.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+            // In u64: u128 arithmetic calls out of the hot section.
+            let ms = t
+                .as_secs()
+                .saturating_mul(1000)
+                .saturating_add(u64::from(t.subsec_nanos().div_ceil(1_000_000)));
+            ms.min(i32::MAX as u64) as i32
         })
     }
 
@@ -90,11 +102,13 @@ impl<'a> Watch<'a> {
 
     /// Check the wall clock and the watchdog's limits; kill the sandbox
     /// when one is passed.
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
     pub fn check(&mut self, running: &Running) {
         if self.breach.is_some() {
             return;
         }
-        let now = Instant::now();
+        let now = hot::now();
         if self.wall_deadline.is_some_and(|d| now >= d) {
             return self.kill(Breach::WallTime, running);
         }
@@ -110,7 +124,7 @@ impl<'a> Watch<'a> {
             .map(Duration::from_nanos);
         // The /proc walk only when the cgroup cannot say it all.
         let s = if cpu_from_cgroup.is_none() || limits.watch_memory.is_some() {
-            watchdog::sample(running.pid)
+            self.walker.sample(running.pid)
         } else {
             watchdog::Sample::default()
         };

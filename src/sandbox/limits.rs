@@ -35,6 +35,14 @@ pub struct Limits {
     pub memory_swap: Option<i64>,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
+    /// The CFS period `cpus` is enforced over, in microseconds (default
+    /// 100000).
+    #[serde(default)]
+    pub cpu_period_us: Option<u64>,
+    /// Relative CPU weight as cgroup v1's cpu.shares (Docker's
+    /// --cpu-shares; 1024 is the default weight).
+    #[serde(default)]
+    pub cpu_shares: Option<u64>,
     pub ulimits: Vec<Ulimit>,
     /// CPU time of the whole sandbox, in milliseconds.
     pub cpu_time_ms: Option<u64>,
@@ -46,6 +54,17 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Whether a limit needs a cgroup where one can be had. CPU time alone
+    /// needs none (rlimits and the watchdog hold it), and making one costs
+    /// several milliseconds per run.
+    pub fn needs_cgroup(&self) -> bool {
+        self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.pids.is_some()
+            || self.cpus.is_some()
+            || self.cpu_shares.is_some()
+    }
+
     pub fn is_empty(&self) -> bool {
         *self
             == Limits {
@@ -168,6 +187,16 @@ impl Enforcement {
     /// Decide how to enforce `limits` here, creating the sandbox's cgroup
     /// (named `id`) when a delegated subtree exists.
     pub fn plan(limits: &Limits, id: &str) -> Result<Enforcement, LimitError> {
+        let cgroup = match limits.needs_cgroup().then(Delegation::find).flatten() {
+            Some(d) => Some(Cgroup::create(&d, id, limits)?),
+            None => None,
+        };
+        Enforcement::plan_in(limits, cgroup)
+    }
+
+    /// Plan `limits` with `cgroup` (made by the caller, where it chose) as
+    /// the sandbox's cgroup, if any.
+    pub fn plan_in(limits: &Limits, cgroup: Option<Cgroup>) -> Result<Enforcement, LimitError> {
         let mut e = Enforcement {
             limits: limits.clone(),
             ..Enforcement::default()
@@ -181,20 +210,15 @@ impl Enforcement {
             e.enforced_by
                 .insert(format!("ulimit-{}", u.name), "rlimit".into());
         }
-        if limits.is_empty() {
-            return Ok(e);
-        }
-        let delegation = Delegation::find();
-        // CPU time alone needs no cgroup (rlimits and the watchdog hold it),
-        // and making one costs several milliseconds per run.
-        let needs_cgroup = limits.memory.is_some()
-            || limits.memory_swap.is_some()
-            || limits.pids.is_some()
-            || limits.cpus.is_some();
-        let cgroup = match (&delegation, needs_cgroup) {
-            (Some(d), true) => Some(Cgroup::create(d, id, limits)?),
-            _ => None,
-        };
+        e.assign(cgroup)?;
+        Ok(e)
+    }
+
+    /// Give every limit its mechanism: `cgroup` where it has the
+    /// controller, else an rlimit or the watchdog, else a refusal.
+    fn assign(&mut self, cgroup: Option<Cgroup>) -> Result<(), LimitError> {
+        let limits = self.limits.clone();
+        let e = self;
         let cg = |what: &str| {
             cgroup
                 .as_ref()
@@ -268,6 +292,18 @@ impl Enforcement {
                 )?,
             }
         }
+        if limits.cpu_shares.is_some() {
+            match cg("cpu") {
+                Some(m) => {
+                    e.enforced_by.insert("cpu-shares".into(), m);
+                }
+                None => e.refuse(
+                    "--cpu-shares",
+                    "a CPU weight needs a delegated cpu cgroup and none is writable by this user",
+                    "ask an administrator to delegate a cgroup subtree (see README: Limits)",
+                )?,
+            }
+        }
         if let Some(ms) = limits.cpu_time_ms {
             // A process that alone exceeds the limit gets SIGXCPU from the
             // kernel at once; the watchdog catches many processes together.
@@ -292,7 +328,7 @@ impl Enforcement {
             e.enforced_by.insert("output".into(), "supervisor".into());
         }
         e.cgroup = cgroup;
-        Ok(e)
+        Ok(())
     }
 
     fn refuse(

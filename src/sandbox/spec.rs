@@ -183,6 +183,10 @@ pub struct Advanced {
     /// A second seccomp filter stacked on the policy's (the kernel applies
     /// the stricter answer of the two), e.g. an OCI config's own.
     pub extra_seccomp: Option<Policy>,
+    /// Descriptors 3 to 3+N-1 of the starting process reach the workload
+    /// open (an OCI runtime's `--preserve-fds N`); every other one above
+    /// stdio is closed on exec.
+    pub preserve_fds: u32,
 }
 
 impl Advanced {

@@ -260,14 +260,29 @@ pub fn errno_name(errno: i32) -> String {
 /// held (a directory outside the new root, a pidfd, a lock) reaches an
 /// exec'd workload.
 pub fn cloexec_from_3() -> io::Result<()> {
+    cloexec_from(3)
+}
+
+/// Mark every descriptor from `first` up close-on-exec.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range on integers; marking close-on-exec touches no memory.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
     check(ret).map(drop)
+}
+
+/// Keep descriptors 3 to 3+`count`-1 (passed on purpose) open across exec
+/// and mark every other one from 3 up close-on-exec.
+pub fn keep_passed_fds(count: u32) -> io::Result<()> {
+    for fd in 3..3 + count {
+        // SAFETY: fcntl on an integer descriptor; no memory is touched.
+        check(unsafe { libc::fcntl(fd as RawFd, libc::F_SETFD, 0) } as libc::c_long)?;
+    }
+    cloexec_from(3 + count)
 }

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use super::hot;
+
 /// One reading of the sandbox's process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -17,169 +19,231 @@ pub struct Sample {
     pub processes: u32,
 }
 
-/// Read the tree rooted at `init` (a pid in hutch's pid namespace).
+/// Read the tree rooted at `init` (a pid in hutch's pid namespace) once.
+pub fn sample(init: i32) -> Sample {
+    Walker::new().sample(init)
+}
+
+/// Walks a process tree in /proc, again and again.
 ///
 /// This runs every tick in the supervisor, whose resident size is capped:
-/// it reads with plain `open`/`read` into stack buffers and parses by
-/// hand, so the few code pages it touches stay few (each text page fault
-/// maps a whole fault-around window of the binary).
-pub fn sample(init: i32) -> Sample {
-    // SAFETY: sysconf takes no pointers.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    // SAFETY: as above.
-    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64) / 1024;
-    let mut s = Sample::default();
-    let mut cpu_ticks = 0u64;
-    let mut stack = vec![init];
-    let mut buf = [0u8; 4096];
-    // A fork bomb cannot make the walk unbounded.
-    let mut budget = 100_000;
-    while let Some(pid) = stack.pop() {
-        budget -= 1;
-        if budget == 0 {
-            break;
+/// it reads with the raw system calls of [`hot`] into stack buffers,
+/// parses by hand and reuses its stack of pids, so it calls no libc, no
+/// allocator and no formatting, and its code sits in the one hot section.
+pub struct Walker {
+    pending: Vec<i32>,
+    /// Buffers for a file and for directory entries, kept: on the stack
+    /// they would be zeroed by a call to libc's memset every tick.
+    buf: Box<[u8; 4096]>,
+    dents: Box<[u8; 2048]>,
+    ticks_per_sec: u64,
+    page_kib: u64,
+}
+
+impl Default for Walker {
+    fn default() -> Self {
+        Walker::new()
+    }
+}
+
+impl Walker {
+    pub fn new() -> Walker {
+        // SAFETY: sysconf takes no pointers.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        // SAFETY: as above.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        Walker {
+            pending: Vec::with_capacity(256),
+            buf: Box::new([0; 4096]),
+            dents: Box::new([0; 2048]),
+            ticks_per_sec: ticks,
+            page_kib: page / 1024,
         }
-        if let Some(text) = read_proc(&mut buf, pid, b"stat") {
-            if let Some(t) = stat_cpu_ticks(text) {
-                cpu_ticks += t;
-                s.processes += 1;
+    }
+
+    /// Read the tree rooted at `init` (a pid in hutch's pid namespace).
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    pub fn sample(&mut self, init: i32) -> Sample {
+        let mut s = Sample::default();
+        let mut cpu_ticks = 0u64;
+        let Walker {
+            pending,
+            buf,
+            dents,
+            ..
+        } = self;
+        let buf = &mut buf[..];
+        let mut path = [0u8; 64];
+        pending.clear();
+        pending.push(init);
+        // A fork bomb cannot make the walk unbounded.
+        let mut budget = 100_000u32;
+        while let Some(pid) = pending.pop() {
+            budget -= 1;
+            if budget == 0 {
+                break;
             }
-        }
-        if let Some(text) = read_proc(&mut buf, pid, b"statm") {
-            if let Some(rss) = numbers(text).nth(1) {
-                s.rss_kib += rss * page_kib;
-            }
-        }
-        // Children of every thread: a thread may fork too.
-        let mut threads = Vec::new();
-        if let Some(text) = read_proc(&mut buf, pid, b"task") {
-            threads.extend(numbers(text));
-        }
-        for tid in threads {
-            let mut digits = [0u8; 20];
-            let mut file = [0u8; 40];
-            let mut n = 0;
-            for &b in b"task/"
-                .iter()
-                .chain(itoa(tid, &mut digits).iter())
-                .chain(b"/children")
+            let pid = pid as u64;
+            if let Some(text) =
+                proc_path(&mut path, pid, None, &STAT).and_then(|p| hot::read_file(p, buf))
             {
-                file[n] = b;
-                n += 1;
+                if let Some(t) = stat_cpu_ticks(text) {
+                    cpu_ticks += t;
+                    s.processes += 1;
+                }
             }
-            if let Some(text) = read_proc(&mut buf, pid, &file[..n]) {
-                stack.extend(numbers(text).map(|c| c as i32));
+            if let Some(text) =
+                proc_path(&mut path, pid, None, &STATM).and_then(|p| hot::read_file(p, buf))
+            {
+                if let Some(rss) = field(text, b' ', 1).and_then(hot::parse_u64) {
+                    s.rss_kib += rss * self.page_kib;
+                }
+            }
+            // Children of every thread: a thread may fork too.
+            let Some(mut tasks) = proc_path(&mut path, pid, None, &TASK).and_then(hot::Dir::open)
+            else {
+                continue;
+            };
+            loop {
+                let mut records = tasks.batch(&mut dents[..]);
+                if records.is_empty() {
+                    break;
+                }
+                while let Some((name, rest)) = hot::next_name(records) {
+                    records = rest;
+                    let Some(tid) = hot::parse_u64(name) else {
+                        continue;
+                    };
+                    if let Some(text) = proc_path(&mut path, pid, Some(tid), &CHILDREN)
+                        .and_then(|p| hot::read_file(p, buf))
+                    {
+                        let mut i = 0;
+                        while let Some(child) = field(text, b' ', i) {
+                            i += 1;
+                            if let Some(c) = hot::parse_u64(child) {
+                                pending.push(c as i32);
+                            }
+                        }
+                    }
+                }
             }
         }
+        s.cpu = Duration::from_millis(cpu_ticks * 1000 / self.ticks_per_sec);
+        s
     }
-    s.cpu = Duration::from_millis(cpu_ticks * 1000 / ticks);
-    s
 }
 
-/// `/proc/PID/FILE` into `buf` (a directory: its entry names, one per
-/// line), or `None` when it is gone.
-fn read_proc<'a>(buf: &'a mut [u8; 4096], pid: i32, file: &[u8]) -> Option<&'a [u8]> {
-    let mut path = [0u8; 64];
-    let mut n = 0;
-    let mut digits = [0u8; 10];
-    for &b in b"/proc/"
-        .iter()
-        .chain(itoa(pid as u64, &mut digits).iter())
-        .chain(b"/")
-        .chain(file)
-    {
-        *path.get_mut(n)? = b;
-        n += 1;
-    }
-    if n >= path.len() {
-        return None;
-    }
-    if file == b"task" {
-        return list_dir(buf, &path[..=n]);
-    }
-    // SAFETY: path is NUL-terminated: zeroed past n, and n < its length.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: buf is a valid writable buffer of its length; fd is ours.
-    let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    (got >= 0).then(|| &buf[..got as usize])
-}
+// The names the walk builds paths from, beside its code: in `.rodata`
+// they would cost fault-around windows of their own.
+#[link_section = ".hutch.hot"]
+static PROC: [u8; 6] = *b"/proc/";
+#[link_section = ".hutch.hot"]
+static SLASH: [u8; 1] = *b"/";
+#[link_section = ".hutch.hot"]
+static TASK: [u8; 4] = *b"task";
+#[link_section = ".hutch.hot"]
+static STAT: [u8; 4] = *b"stat";
+#[link_section = ".hutch.hot"]
+static STATM: [u8; 5] = *b"statm";
+#[link_section = ".hutch.hot"]
+static CHILDREN: [u8; 8] = *b"children";
 
-/// The numeric entry names of a directory, space separated, into `buf`.
-fn list_dir<'a>(buf: &'a mut [u8; 4096], path: &[u8]) -> Option<&'a [u8]> {
-    // SAFETY: path is NUL-terminated (the caller passes the terminator).
-    let dir = unsafe { libc::opendir(path.as_ptr().cast()) };
-    if dir.is_null() {
-        return None;
+/// `/proc/PID/FILE` (or `/proc/PID/task/TID/FILE`), NUL-terminated, in
+/// `out`; `None` if it does not fit.
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn proc_path<'a>(
+    out: &'a mut [u8; 64],
+    pid: u64,
+    tid: Option<u64>,
+    file: &[u8],
+) -> Option<&'a [u8]> {
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    fn put(out: &mut [u8; 64], n: &mut usize, bytes: &[u8]) -> Option<()> {
+        for &b in bytes {
+            *out.get_mut(*n)? = b;
+            *n += 1;
+        }
+        Some(())
     }
     let mut n = 0;
-    loop {
-        // SAFETY: dir is an open directory stream, used by this thread only.
-        let ent = unsafe { libc::readdir(dir) };
-        if ent.is_null() {
-            break;
-        }
-        // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
-        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if n + name.len() + 1 > buf.len() {
-            break;
-        }
-        buf[n..n + name.len()].copy_from_slice(name);
-        buf[n + name.len()] = b' ';
-        n += name.len() + 1;
+    let mut digits = [0u8; 20];
+    put(out, &mut n, &PROC)?;
+    put(out, &mut n, itoa(pid, &mut digits))?;
+    if let Some(tid) = tid {
+        put(out, &mut n, &SLASH)?;
+        put(out, &mut n, &TASK)?;
+        put(out, &mut n, &SLASH)?;
+        put(out, &mut n, itoa(tid, &mut digits))?;
     }
-    // SAFETY: dir was opened above and is closed once.
-    unsafe { libc::closedir(dir) };
-    Some(&buf[..n])
+    put(out, &mut n, &SLASH)?;
+    put(out, &mut n, file)?;
+    *out.get_mut(n)? = 0;
+    Some(&out[..=n])
 }
 
-/// The unsigned decimal numbers in `text`, in order.
-fn numbers(text: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    text.split(|b| !b.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .filter_map(|w| {
-            w.iter().try_fold(0u64, |acc, &d| {
-                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-            })
-        })
+/// Field `index` of `text` split at `sep` (runs of `sep` and a trailing
+/// newline count as one separator).
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn field(text: &[u8], sep: u8, index: usize) -> Option<&[u8]> {
+    let mut seen = 0;
+    let mut i = 0;
+    while i < text.len() {
+        while i < text.len() && (text[i] == sep || text[i] == b'\n') {
+            i += 1;
+        }
+        let start = i;
+        while i < text.len() && text[i] != sep && text[i] != b'\n' {
+            i += 1;
+        }
+        if start < i {
+            if seen == index {
+                return Some(&text[start..i]);
+            }
+            seen += 1;
+        }
+    }
+    None
 }
 
 /// utime + stime + cutime + cstime (fields 14-17) of a stat line.
+#[link_section = ".hutch.hot"]
+#[inline(never)]
 fn stat_cpu_ticks(text: &[u8]) -> Option<u64> {
     // The command name may hold spaces and parentheses: fields start after
     // the last ')'; the first after it is field 3 (state, not a number).
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = text.get(close + 2..)?;
-    let mut fields = rest.split(|&b| b == b' ');
-    let total = fields
-        .by_ref()
-        .skip(11)
-        .take(4)
-        .map(|f| numbers(f).next().unwrap_or(0))
-        .sum();
+    let mut close = text.len();
+    while close > 0 && text[close - 1] != b')' {
+        close -= 1;
+    }
+    if close == 0 {
+        return None;
+    }
+    let rest = &text[close..];
+    let mut total = 0;
+    for i in 11..15 {
+        total += field(rest, b' ', i).and_then(hot::parse_u64).unwrap_or(0);
+    }
     Some(total)
 }
 
 /// `n` in decimal into `out`, returning the digits written.
-fn itoa(mut n: u64, out: &mut [u8]) -> &[u8] {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn itoa(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut i = out.len();
     loop {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+        out[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
+        if n == 0 || i == 0 {
             break;
         }
     }
-    let digits = &tmp[i..];
-    let len = digits.len().min(out.len());
-    out[..len].copy_from_slice(&digits[..len]);
-    &out[..len]
+    &out[i..]
 }
 
 #[cfg(test)]
@@ -193,21 +257,39 @@ mod tests {
         assert_eq!(stat_cpu_ticks(line), Some(3 + 4 + 5 + 6));
         let parsed = crate::procfs::stat(std::process::id() as i32).unwrap();
         let mut buf = [0u8; 4096];
-        let text = read_proc(&mut buf, std::process::id() as i32, b"stat").unwrap();
+        let mut path = [0u8; 64];
+        let me = std::process::id() as u64;
+        let p = proc_path(&mut path, me, None, b"stat").unwrap();
+        assert_eq!(p, format!("/proc/{me}/stat\0").as_bytes());
+        let text = hot::read_file(p, &mut buf).unwrap();
         assert!(stat_cpu_ticks(text).unwrap() >= parsed.cpu_ticks);
-        assert_eq!(
-            numbers(b"1 22\n333 x4").collect::<Vec<_>>(),
-            [1, 22, 333, 4]
-        );
+        assert_eq!(stat_cpu_ticks(b"42 no parenthesis 1 2 3"), None);
+        let p = proc_path(&mut path, 7, Some(42), b"children").unwrap();
+        assert_eq!(p, b"/proc/7/task/42/children\0");
+        let fields: Vec<_> = (0..4)
+            .map_while(|i| field(b"1  22 333\n", b' ', i))
+            .collect();
+        assert_eq!(fields, [&b"1"[..], b"22", b"333"]);
         let mut out = [0u8; 20];
         assert_eq!(itoa(4194304, &mut out), b"4194304");
         assert_eq!(itoa(0, &mut out), b"0");
     }
 
     #[test]
-    fn samples_this_process() {
+    fn samples_this_process_and_its_children() {
         let s = sample(std::process::id() as i32);
         assert!(s.processes >= 1);
         assert!(s.rss_kib > 0);
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let mut walker = Walker::new();
+        let with_child = walker.sample(std::process::id() as i32);
+        let alone = walker.sample(child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(alone.processes, 1);
+        assert!(with_child.processes >= 2);
     }
 }

@@ -16,12 +16,19 @@ struct Ctx {
 
 impl Ctx {
     fn new(name: &str) -> Ctx {
-        let data = scratch(User::Sub, &format!("lifecycle-{name}")).join("data");
-        Ctx::at(data)
+        Ctx::for_user(name, User::Sub)
+    }
+
+    fn for_user(name: &str, user: User) -> Ctx {
+        let data = scratch(user, &format!("lifecycle-{name}")).join("data");
+        Ctx::at_as(data, user)
     }
 
     fn at(data: PathBuf) -> Ctx {
-        let user = User::Sub;
+        Ctx::at_as(data, User::Sub)
+    }
+
+    fn at_as(data: PathBuf, user: User) -> Ctx {
         std::fs::create_dir_all(&data).unwrap();
         std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
@@ -866,4 +873,275 @@ fn detached_containers_keep_their_judge_limits() {
     );
     assert_eq!(ctx.h(["ps", "-a", "-q"]).ok().lines().count(), 3);
     ctx.h(["rm", "slow", "flood", "later"]).ok();
+}
+
+/// Resident KiB of `pid`, from /proc/PID/smaps_rollup (every mapping's Rss,
+/// shared text included).
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_supervisor_running_the_watchdog_stays_under_2_mib() {
+    // No delegated cgroup: CPU time and memory are watched by the
+    // supervisor, which walks /proc every tick (20 ms).
+    let ctx = Ctx::for_user("watched", User::NoSub);
+    ctx.run_d(
+        "watched",
+        &["--time-limit", "100", "-m", "64m", "sleep", "1000"],
+    );
+    let supervisor = pid_of(&ctx, "watched", ".State.SupervisorPid");
+    let wakeups = || {
+        std::fs::read_to_string(format!("/proc/{supervisor}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = wakeups();
+    // Over three seconds (150 ticks, and the supervisor's first sheds of
+    // once-only pages), it never holds more than the 2 MiB.
+    let mut peak = 0;
+    for _ in 0..30 {
+        peak = peak.max(rss_kib(supervisor));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(peak <= 2048, "supervisor RSS peaked at {peak} KiB");
+    let ticks = wakeups() - before;
+    assert!(ticks >= 50, "the watchdog ticked only {ticks} times in 3 s");
+    assert_eq!(ctx.inspect("watched", ".State.Status"), "running");
+    ctx.h(["rm", "-f", "watched"]).ok();
+}
+
+#[test]
+fn a_killed_foreground_rm_run_is_removed_by_the_next_command() {
+    let ctx = Ctx::new("fgkill");
+    let containers = ctx.data.join("containers");
+    for (name, next) in [("gone", "ps"), ("gone2", "rm")] {
+        let mut live = ctx
+            .cmd(["run", "--rm", "--name", name, "--rootfs"])
+            .arg_path(rootfs(ctx.user))
+            .args(["sh", "-c", "echo ready; exec sleep 1000"])
+            .spawn();
+        live.wait_line("ready");
+        let id = ctx.inspect(name, ".Id");
+        assert!(containers.join(&id).exists());
+        let sandbox: Vec<_> = harness::descendants(live.pid())
+            .into_iter()
+            .filter_map(harness::pidfd)
+            .collect();
+        assert!(!sandbox.is_empty());
+        live.signal(libc::SIGKILL);
+        live.finish();
+        for p in &sandbox {
+            assert!(
+                harness::wait_exit(p, Duration::from_secs(10)),
+                "died with its hutch"
+            );
+        }
+        // The next command to look notices the dead --rm record and removes
+        // it, layer and all, as Docker does; `rm` of it just succeeds.
+        match next {
+            "ps" => assert_eq!(ctx.h(["ps", "-a", "-q"]).ok(), ""),
+            _ => assert_eq!(ctx.h(["rm", name]).ok(), format!("{name}\n")),
+        }
+        assert!(!containers.join(&id).exists(), "{id} left behind");
+        ctx.h(["inspect", name])
+            .fails_with(1, &format!("No such container: {name}"));
+    }
+    // The names are free again.
+    ctx.run_d("gone", &["true"]);
+    ctx.h(["rm", "-f", "gone"]).ok();
+}
+
+/// A pty of the test's own, as a user's terminal: the master to type into
+/// and read the screen from, the slave to run `hutch attach` on.
+struct Terminal {
+    master: std::fs::File,
+    slave: std::os::fd::OwnedFd,
+    screen: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Terminal {
+    fn open(rows: u16, cols: u16) -> Terminal {
+        use std::os::fd::FromRawFd;
+        let (mut m, mut s) = (-1, -1);
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills two descriptors; the name and termios are
+        // not asked for, the winsize is a live local.
+        let r =
+            unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: two fresh descriptors, owned here alone.
+        let (master, slave) = unsafe {
+            (
+                std::fs::File::from_raw_fd(m),
+                std::os::fd::OwnedFd::from_raw_fd(s),
+            )
+        };
+        let mut reader = master.try_clone().unwrap();
+        let (tx, screen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            // EIO once every slave is closed.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            master,
+            slave,
+            screen,
+            seen: Vec::new(),
+        }
+    }
+
+    fn type_keys(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(keys).unwrap();
+    }
+
+    /// Wait until the screen shows `needle` (after what earlier waits saw).
+    #[track_caller]
+    fn wait_for(&mut self, needle: &str) {
+        loop {
+            if let Some(at) = String::from_utf8_lossy(&self.seen).find(needle) {
+                self.seen.drain(..at + needle.len());
+                return;
+            }
+            match self.screen.recv_timeout(harness::TIMEOUT) {
+                Ok(bytes) => self.seen.extend(bytes),
+                Err(e) => panic!(
+                    "the terminal never showed {needle:?} ({e}); it shows {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                ),
+            }
+        }
+    }
+
+    /// The user resizes the window: the kernel sends SIGWINCH to the
+    /// terminal's foreground process group.
+    fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a live local.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
+    }
+
+    /// Run `cmd` on this terminal as its controlling terminal, in a session
+    /// of its own, as a shell runs a command in the foreground.
+    fn spawn(&self, mut cmd: Hutch) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let c = cmd.command();
+        for (i, stdio) in [0, 1, 2]
+            .map(|_| self.slave.try_clone().unwrap())
+            .into_iter()
+            .enumerate()
+        {
+            match i {
+                0 => c.stdin(stdio),
+                1 => c.stdout(stdio),
+                _ => c.stderr(stdio),
+            };
+        }
+        // SAFETY: between fork and exec only setsid and an ioctl, both
+        // async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c.spawn().unwrap()
+    }
+}
+
+fn wait_child(mut child: std::process::Child) -> i32 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(harness::TIMEOUT) {
+        Ok(status) => status.unwrap().code().unwrap_or(-1),
+        Err(_) => {
+            // SAFETY: killing the child this test spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("attach did not end within {:?}", harness::TIMEOUT);
+        }
+    }
+}
+
+#[test]
+fn attach_on_a_terminal_detaches_on_its_keys_and_follows_the_window_size() {
+    let ctx = Ctx::new("tty");
+    ctx.run_d(
+        "term",
+        &[
+            "-i",
+            "-t",
+            "sh",
+            "-c",
+            "echo ready; while read l; do echo \"got:$l size:$(stty size)\"; done",
+        ],
+    );
+    drop(ctx.wait_ready("term", "ready"));
+    // The window's size when attaching is the container's.
+    let mut term = Terminal::open(33, 111);
+    let attach = term.spawn(ctx.cmd(["attach", "term"]));
+    term.type_keys(b"one\n");
+    term.wait_for("got:one size:33 111");
+    // Resized while attached: passed on.
+    term.resize(44, 122);
+    term.type_keys(b"two\n");
+    term.wait_for("got:two size:44 122");
+    // Ctrl-P Ctrl-Q detaches (in two reads: held across them); the
+    // container runs on.
+    term.type_keys(&[0x10]);
+    term.type_keys(&[0x11]);
+    assert_eq!(wait_child(attach), 0, "a detach is a success");
+    assert_eq!(ctx.inspect("term", ".State.Status"), "running");
+
+    // --detach-keys: Ctrl-P Ctrl-Q is just typing now.
+    let attach = term.spawn(ctx.cmd(["attach", "--detach-keys", "ctrl-a,x", "term"]));
+    term.type_keys(b"three\n");
+    term.wait_for("got:three size:44 122");
+    term.type_keys(&[0x10, 0x11]);
+    term.type_keys(b"four\n");
+    term.wait_for("four size:44 122");
+    term.type_keys(&[0x01, b'x']);
+    assert_eq!(wait_child(attach), 0);
+    assert_eq!(ctx.inspect("term", ".State.Status"), "running");
+    ctx.cmd(["attach", "--detach-keys", "ctrl-1", "term"])
+        .run()
+        .fails_with(125, "invalid detach key \"ctrl-1\"");
+    // What was typed went through the container's terminal, logged.
+    assert!(ctx
+        .h(["logs", "term"])
+        .ok()
+        .contains("got:three size:44 122"));
+    ctx.h(["rm", "-f", "term"]).ok();
 }

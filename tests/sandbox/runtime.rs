@@ -18,6 +18,7 @@ use crate::harness::{
 /// (read-only: other tests share it), with a tmpfs /tmp and the test's
 /// scratch dir bound at /out for the workload to report through.
 struct Bundle {
+    user: User,
     dir: PathBuf,
     out: PathBuf,
     state: PathBuf,
@@ -26,7 +27,11 @@ struct Bundle {
 
 impl Bundle {
     fn new(name: &str, args: &[&str]) -> Bundle {
-        let user = User::Sub;
+        Bundle::of(User::Sub, name, args)
+    }
+
+    /// A bundle for `user`: hutch-nosub maps its own ids only.
+    fn of(user: User, name: &str, args: &[&str]) -> Bundle {
         let dir = scratch(user, &format!("rt-{name}"));
         let out = dir.join("out");
         let state = dir.join("state");
@@ -35,7 +40,19 @@ impl Bundle {
             crate::harness::chown(d, user.uid(), user.account().gid);
         }
         let (uid, gid) = (user.uid(), user.account().gid);
-        let (sub_start, sub_count) = subordinate(user.account().name);
+        let (uid_map, gid_map) = match user {
+            User::Sub => {
+                let (start, count) = subordinate(user.account().name);
+                (
+                    json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": start, "size": count}]),
+                    json!([{"containerID": 0, "hostID": gid, "size": 1}, {"containerID": 1, "hostID": start, "size": count}]),
+                )
+            }
+            User::NoSub => (
+                json!([{"containerID": 0, "hostID": uid, "size": 1}]),
+                json!([{"containerID": 0, "hostID": gid, "size": 1}]),
+            ),
+        };
         let config = json!({
             "ociVersion": "1.0.2",
             "process": {
@@ -58,13 +75,14 @@ impl Bundle {
             ],
             "linux": {
                 "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "user"}],
-                "uidMappings": [{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": sub_start, "size": sub_count}],
-                "gidMappings": [{"containerID": 0, "hostID": gid, "size": 1}, {"containerID": 1, "hostID": sub_start, "size": sub_count}],
+                "uidMappings": uid_map,
+                "gidMappings": gid_map,
                 "maskedPaths": ["/proc/kcore"],
                 "readonlyPaths": ["/proc/sys"]
             }
         });
         Bundle {
+            user,
             dir,
             out,
             state,
@@ -90,7 +108,7 @@ impl Bundle {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = as_user(User::Sub, runtime_bin());
+        let mut cmd = as_user(self.user, runtime_bin());
         cmd.arg("--root").arg(&self.state).args(args);
         cmd.current_dir(&self.dir).stdin(Stdio::null());
         cmd
@@ -141,7 +159,7 @@ impl Bundle {
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-        crate::harness::chown(&p, User::Sub.uid(), User::Sub.account().gid);
+        crate::harness::chown(&p, self.user.uid(), self.user.account().gid);
         p
     }
 }
@@ -269,8 +287,23 @@ fn config_fields_hutch_cannot_honour_are_refused_by_name() {
         ("/linux/intelRdt", json!({"closID": "x"}), "linux.intelRdt"),
         (
             "/linux/resources",
-            json!({"memory": {"limit": 1048576}}),
-            "linux.resources.memory",
+            json!({"blockIO": {"weight": 10}}),
+            "linux.resources.blockIO",
+        ),
+        (
+            "/linux/resources",
+            json!({"memory": {"disableOOMKiller": true}}),
+            "linux.resources.memory.disableOOMKiller",
+        ),
+        (
+            "/linux/cgroupsPath",
+            json!("system.slice:hutch:bad"),
+            "linux.cgroupsPath",
+        ),
+        (
+            "/linux/cgroupsPath",
+            json!("../escape"),
+            "linux.cgroupsPath",
         ),
         (
             "/process/apparmorProfile",
@@ -465,4 +498,384 @@ fn podman_runs_containers_through_hutch_runtime() {
         0,
         "the container is still there"
     );
+}
+
+impl Bundle {
+    /// Bind the harness' static test programs (tests/programs) at /p.
+    fn with_programs(mut self) -> Bundle {
+        let mounts = self.config["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/p", "type": "bind", "source": crate::harness::programs_dir(), "options": ["rbind", "ro"]}));
+        self
+    }
+
+    fn stderr_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{id}.stderr"))).unwrap()
+    }
+}
+
+/// Start 40 background sleeps, writing how many were started to
+/// /out/count after each; busybox sh exits when a fork fails.
+const FORK_LOOP: &str =
+    "i=0; while [ $i -lt 40 ]; do sleep 1000 & i=$((i+1)); echo $i > /out/count; done; echo all forked";
+
+fn forked(b: &Bundle) -> u32 {
+    std::fs::read_to_string(b.out.join("count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn resources_bite_in_the_delegated_cgroup_at_cgroups_path() {
+    let script = format!("/p/alloc; echo alloc $?; {FORK_LOOP}");
+    let mut b = Bundle::new("resources", &["sh", "-c", &script]).with_programs();
+    let mib = 1u64 << 20;
+    b.config["linux"]["resources"] = json!({
+        "memory": {"limit": 32 * mib, "swap": 32 * mib},
+        "pids": {"limit": 10},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        "devices": [{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"}]
+    });
+    let rel = format!("hutch-rt-tests/limits-{}", std::process::id());
+    b.config["linux"]["cgroupsPath"] = json!(rel);
+    let (out, pid) = b.create("lim");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let pid = pid.unwrap();
+    // The cgroup is where cgroupsPath says, under the delegated subtree,
+    // with the limits written, and the container's process is in it.
+    let dir = |ctrl: &str| {
+        Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join("user/hutch-sub")
+            .join(&rel)
+    };
+    let read = |ctrl: &str, file: &str| std::fs::read_to_string(dir(ctrl).join(file)).unwrap();
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes").trim(),
+        (32 * mib).to_string()
+    );
+    assert_eq!(read("pids", "pids.max").trim(), "10");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(read("cpu", "cpu.shares").trim(), "512");
+    assert!(read("pids", "cgroup.procs")
+        .lines()
+        .any(|l| l == pid.to_string()));
+
+    b.rt(&["start", "lim"]).ok();
+    wait_gone(pid);
+    let stdout = b.stdout_of("lim");
+    // The allocation was stopped by the OOM killer (SIGKILL), not by an
+    // rlimit (malloc failing: exit 3).
+    assert!(stdout.starts_with("alloc 137\n"), "{stdout}");
+    // The fork loop was stopped by pids.max: the shell, its sleeps and
+    // nothing more.
+    assert!(!stdout.contains("all forked"), "{stdout}");
+    let n = forked(&b);
+    assert!((1..10).contains(&n), "{n} forked");
+    let stderr = b.stderr_of("lim");
+    assert!(stderr.contains("can't fork"), "{stderr}");
+    let oom = read("memory", "memory.oom_control");
+    assert!(!oom.contains("oom_kill 0\n"), "{oom}");
+
+    b.rt(&["delete", "lim"]).ok();
+    assert!(!dir("memory").exists(), "delete left the cgroup");
+    assert!(!dir("pids").exists(), "delete left the cgroup");
+}
+
+#[test]
+fn resources_without_a_delegated_cgroup_are_refused_or_held_by_rlimit() {
+    let mut b = Bundle::of(User::NoSub, "resources-nosub", &["sh", "-c", FORK_LOOP]);
+    // hutch-nosub has no cgroup subtree: a memory limit cannot be held
+    // (there is no supervisor to watch it), nor a CPU weight.
+    for (res, field) in [
+        (
+            json!({"memory": {"limit": 33554432}}),
+            "linux.resources.memory.limit",
+        ),
+        (
+            json!({"cpu": {"shares": 512}}),
+            "linux.resources.cpu.shares",
+        ),
+        (
+            json!({"cpu": {"quota": 50000}}),
+            "linux.resources.cpu.quota",
+        ),
+    ] {
+        b.config["linux"]["resources"] = res;
+        let (out, pid) = b.create("refused");
+        assert_eq!(out.code, 125, "{field}: {out:#?}");
+        assert!(out.stderr.contains(field), "{field}: {out:#?}");
+        assert!(pid.is_none());
+    }
+    // pause needs a freezer: refused by name.
+    b.config["linux"]["resources"] = json!({});
+    b.config["process"]["args"] = json!(["sh", "-c", "echo up > /out/up; exec sleep 1000"]);
+    let up = b.fifo("up");
+    let (out, pid) = b.create("nofreeze");
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "nofreeze"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+    b.rt(&["pause", "nofreeze"])
+        .fails_with(125, "has no cgroup with a freezer");
+    b.rt(&["delete", "--force", "nofreeze"]).ok();
+    wait_gone(pid.unwrap());
+
+    // A pids limit holds through RLIMIT_NPROC: one uid in a user
+    // namespace of the container's own.
+    b.config["process"]["args"] = json!(["sh", "-c", FORK_LOOP]);
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    let (out, pid) = b.create("nproc");
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "nproc"]).ok();
+    wait_gone(pid.unwrap());
+    assert!(!b.stdout_of("nproc").contains("all forked"));
+    let n = forked(&b);
+    assert!((1..10).contains(&n), "{n} forked");
+    b.rt(&["delete", "nproc"]).ok();
+}
+
+/// The number the pause test's workload last wrote.
+fn counter(b: &Bundle) -> u64 {
+    std::fs::read_to_string(b.out.join("n"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn pause_freezes_the_container_and_resume_thaws_it() {
+    let script = "echo up > /out/up; i=0; while true; do i=$((i+1)); echo $i > /out/n.tmp; mv /out/n.tmp /out/n; sleep 0.02; done";
+    let b = Bundle::new("pause", &["sh", "-c", script]);
+    let up = b.fifo("up");
+    let (out, pid) = b.create("p1");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let pid = pid.unwrap();
+    b.rt(&["pause", "p1"])
+        .fails_with(125, "container p1 is created");
+    b.rt(&["start", "p1"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+
+    b.rt(&["pause", "p1"]).ok();
+    assert_eq!(b.state("p1")["status"], "paused");
+    let frozen_at = counter(&b);
+    // Nothing to wait on: a frozen container does nothing, so give it
+    // time in which it would have counted (every 20ms) and look again.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(counter(&b), frozen_at, "the counter advanced while paused");
+    b.rt(&["exec", "p1", "true"])
+        .fails_with(125, "container p1 is paused");
+    b.rt(&["pause", "p1"])
+        .fails_with(125, "container p1 is paused");
+    // ps still lists it.
+    let ps: Vec<i32> = serde_json::from_str(b.rt(&["ps", "--format", "json", "p1"]).ok()).unwrap();
+    assert!(ps.contains(&pid), "{ps:?}");
+
+    b.rt(&["resume", "p1"]).ok();
+    assert_eq!(b.state("p1")["status"], "running");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while counter(&b) <= frozen_at {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no count after resume"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A paused container is deleted with --force: killed, thawed, gone.
+    b.rt(&["pause", "p1"]).ok();
+    b.rt(&["delete", "p1"])
+        .fails_with(125, "container p1 is paused");
+    b.rt(&["delete", "--force", "p1"]).ok();
+    wait_gone(pid);
+}
+
+impl Bundle {
+    /// `hutch-runtime ARGS...` with `file` open as descriptor 3.
+    fn rt_with_fd3(&self, args: &[&str], file: &std::fs::File) -> Out {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = file.as_raw_fd();
+        let mut cmd = self.command(args);
+        // SAFETY: dup2 and fcntl are async-signal-safe; descriptor 3 is
+        // left without close-on-exec, as a caller passing it means it
+        // (dup2 onto itself would not clear the flag).
+        unsafe {
+            cmd.pre_exec(move || {
+                let ret = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if ret < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // Files, not pipes: a created container keeps create's stdio.
+        let (out, err) = (self.dir.join("fd3.stdout"), self.dir.join("fd3.stderr"));
+        let status = cmd
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out).unwrap(),
+            stderr: std::fs::read_to_string(&err).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn exec_takes_user_groups_capabilities_and_a_process_file() {
+    let mut b = Bundle::new(
+        "exec-flags",
+        &["sh", "-c", "echo up > /out/up; exec sleep 1000"],
+    );
+    let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
+    b.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let up = b.fifo("up");
+    let (out, pid) = b.create("x1");
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "x1"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+
+    let ids = "id -u; id -g; id -G; grep CapEff /proc/self/status";
+    let out = b.rt(&[
+        "exec",
+        "--user",
+        "1000:1001",
+        "--additional-gids",
+        "2000",
+        "-g",
+        "2001",
+        "x1",
+        "sh",
+        "-c",
+        ids,
+    ]);
+    assert_eq!(
+        out.ok(),
+        "1000\n1001\n1001 2000 2001\nCapEff:\t0000000000000000\n"
+    );
+    // No capability unless asked, and only those the container has.
+    let out = b.rt(&["exec", "x1", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(out.ok(), "CapEff:\t0000000000000000\n");
+    let out = b.rt(&[
+        "exec",
+        "--cap",
+        "CAP_CHOWN",
+        "x1",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.ok(), "CapEff:\t0000000000000001\n");
+    b.rt(&["exec", "--cap", "CAP_SYS_ADMIN", "x1", "true"])
+        .fails_with(125, "CAP_SYS_ADMIN: the container was not given it");
+    // Ids outside the container's mappings are refused, not tried.
+    b.rt(&["exec", "--user", "70000", "x1", "true"])
+        .fails_with(125, "not mapped");
+    b.rt(&["exec", "--user", "bob", "x1", "true"])
+        .fails_with(125, "expected UID or UID:GID");
+
+    // --process: a process object as config.json has it.
+    let process = |caps: Value| {
+        let file = b.dir.join("process.json");
+        std::fs::write(
+            &file,
+            json!({
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": [3000]},
+                "args": ["sh", "-c", "id -u; id -G; pwd; echo $WHO; grep CapEff /proc/self/status"],
+                "env": ["PATH=/bin", "WHO=from-file"],
+                "cwd": "/tmp",
+                "capabilities": caps
+            })
+            .to_string(),
+        )
+        .unwrap();
+        file
+    };
+    let file = process(json!({}));
+    let out = b.rt(&["exec", "--process", file.to_str().unwrap(), "x1"]);
+    assert_eq!(
+        out.ok(),
+        "1000\n1000 3000\n/tmp\nfrom-file\nCapEff:\t0000000000000000\n"
+    );
+    let admin = json!(["CAP_SYS_ADMIN"]);
+    let file = process(
+        json!({"bounding": admin, "permitted": admin, "effective": admin, "ambient": admin}),
+    );
+    b.rt(&["exec", "--process", file.to_str().unwrap(), "x1"])
+        .fails_with(125, "CAP_SYS_ADMIN: the container was not given it");
+
+    b.rt(&["delete", "--force", "x1"]).ok();
+    wait_gone(pid.unwrap());
+}
+
+#[test]
+fn preserve_fds_pass_descriptors_to_create_and_exec() {
+    let b = Bundle::new(
+        "preserve-fds",
+        &[
+            "sh",
+            "-c",
+            "echo created-fd3 >&3; echo up > /out/up; exec sleep 1000",
+        ],
+    );
+    let up = b.fifo("up");
+    b.write();
+    let log = b.dir.join("fd3.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let dir = b.dir.to_str().unwrap().to_string();
+    let out = b.rt_with_fd3(
+        &["create", "--preserve-fds", "1", "--bundle", &dir, "f1"],
+        &file,
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+    b.rt(&["start", "f1"]).ok();
+    assert_eq!(read_line(&up), "up\n");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "created-fd3\n");
+
+    let out = b.rt_with_fd3(
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            "f1",
+            "sh",
+            "-c",
+            "echo exec-fd3 >&3",
+        ],
+        &file,
+    );
+    out.ok();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "created-fd3\nexec-fd3\n"
+    );
+    // Without the flag, descriptor 3 does not reach the process.
+    let out = b.rt_with_fd3(&["exec", "f1", "sh", "-c", "echo leaked >&3"], &file);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "created-fd3\nexec-fd3\n"
+    );
+    // A descriptor the caller said it passes and did not is refused.
+    b.rt_with_fd3(&["exec", "--preserve-fds", "2", "f1", "true"], &file)
+        .fails_with(125, "descriptor 4 is not open");
+
+    b.rt(&["delete", "--force", "f1"]).ok();
 }
