@@ -231,8 +231,7 @@ fn specialise(
     p: &[sock_filter],
     pc: usize,
     a: Val,
-    nr: u32,
-    arch: u32,
+    (nr, arch): (u32, u32),
     consts: &BTreeSet<u32>,
     syms: &mut Syms,
     budget: &mut usize,
@@ -245,7 +244,7 @@ fn specialise(
             let next = step(p, pc, a, syms)?;
             let mut sub = next
                 .into_iter()
-                .map(|(pc, a)| specialise(p, pc, a, nr, arch, consts, syms, budget));
+                .map(|(pc, a)| specialise(p, pc, a, (nr, arch), consts, syms, budget));
             Some(match next_len(ins.code) {
                 1 => Node::Op(ins.code, ins.k, Box::new(sub.next()??)),
                 _ => {
@@ -278,7 +277,7 @@ fn merged_node(
     let nodes: Vec<Node> = progs
         .iter()
         .map(|p| {
-            specialise(p, 0, Val::Const(0), nr, arch, consts, &mut syms, &mut {
+            specialise(p, 0, Val::Const(0), (nr, arch), consts, &mut syms, &mut {
                 MAX_NODE
             })
         })
@@ -378,7 +377,8 @@ impl Emit {
                     continue;
                 }
                 let after = pos[i] + 1;
-                let needs = |target: usize| pos[target].checked_sub(after).is_none_or(|d| d > 255);
+                let needs =
+                    |target: usize| pos[target].checked_sub(after).map_or(true, |d| d > 255);
                 let want = (far[i].0 || needs(t), far[i].1 || needs(f));
                 if want != far[i] {
                     far[i] = want;
@@ -446,7 +446,7 @@ pub fn merge(progs: &[Vec<sock_filter>], native: u32) -> Option<Vec<sock_filter>
     let mut ranges: Vec<(u32, Node)> = Vec::new();
     for nr in boundaries(&refs) {
         let node = merged_node(&refs, nr, native, &consts)?;
-        if ranges.last().is_none_or(|(_, n)| *n != node) {
+        if ranges.last().map_or(true, |(_, n)| *n != node) {
             ranges.push((nr, node));
         }
     }
