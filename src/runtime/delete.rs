@@ -25,7 +25,9 @@ pub fn delete(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
     };
     let record = c.load()?;
     let status = record.status();
-    let cgroup = c.load_spec()?.limits.cgroup;
+    // A state directory without its Spec (a create cut short) has no
+    // cgroup to thaw or remove, and is still deleted.
+    let cgroup = c.load_spec().ok().and_then(|s| s.limits.cgroup);
     if matches!(status, Status::Running | Status::Paused) && !args.force {
         return Err(RuntimeError::WrongState {
             id: args.id.clone(),

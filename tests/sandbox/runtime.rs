@@ -589,6 +589,9 @@ fn resources_bite_in_the_delegated_cgroup_at_cgroups_path() {
     b.rt(&["delete", "lim"]).ok();
     assert!(!dir("memory").exists(), "delete left the cgroup");
     assert!(!dir("pids").exists(), "delete left the cgroup");
+    for ctrl in ["memory", "pids", "cpu", "freezer"] {
+        let _ = std::fs::remove_dir(dir(ctrl).parent().unwrap());
+    }
 }
 
 #[test]
