@@ -695,36 +695,8 @@ mod tests {
     /// a rule compares with; and decides any number in a few instructions.
     #[test]
     fn shipped_and_docker_profiles_merge_and_answer_as_before() {
-        use crate::policy::seccomp::{compile, compile_with, Arch, SeccompModel};
-        use crate::policy::{docker, load_profile, Source, SHIPPED};
-        let mut models: Vec<(String, SeccompModel, Option<Arch>)> = SHIPPED
-            .iter()
-            .filter_map(|(name, _)| {
-                let m = load_profile(&Source::parse(name).unwrap())
-                    .unwrap()
-                    .seccomp?;
-                Some((name.to_string(), m, None))
-            })
-            .collect();
-        for file in ["docker-default.json", "containers-common.json"] {
-            let json = std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/data/seccomp")
-                    .join(file),
-            )
-            .unwrap();
-            for arch in Arch::ALL {
-                let host = docker::Host {
-                    arch,
-                    kernel: (6, 1),
-                };
-                models.push((
-                    file.into(),
-                    docker::parse(&json, file, host).unwrap().model,
-                    Some(arch),
-                ));
-            }
-        }
+        use crate::policy::seccomp::{compile, compile_with, Arch};
+        let models = crate::policy::reference_seccomp_models();
         for (name, model, only) in &models {
             for arch in Arch::ALL
                 .into_iter()

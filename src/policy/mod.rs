@@ -809,3 +809,37 @@ mod tests {
         );
     }
 }
+
+/// The seccomp models the BPF rewrites are proven on: every shipped profile
+/// (for both architectures) and Docker's and containers-common's reference
+/// profiles (parsed once per architecture, which is named beside them).
+#[cfg(test)]
+pub(crate) fn reference_seccomp_models(
+) -> Vec<(String, seccomp::SeccompModel, Option<seccomp::Arch>)> {
+    let mut models: Vec<_> = SHIPPED
+        .iter()
+        .filter_map(|(name, _)| {
+            let m = load_profile(&Source::parse(name).unwrap())
+                .unwrap()
+                .seccomp?;
+            Some((name.to_string(), m, None))
+        })
+        .collect();
+    for file in ["docker-default.json", "containers-common.json"] {
+        let json = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/seccomp")
+                .join(file),
+        )
+        .unwrap();
+        for arch in seccomp::Arch::ALL {
+            let host = docker::Host {
+                arch,
+                kernel: (6, 1),
+            };
+            let m = docker::parse(&json, file, host).unwrap().model;
+            models.push((file.into(), m, Some(arch)));
+        }
+    }
+    models
+}
