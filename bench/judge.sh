@@ -29,7 +29,7 @@ fix=${BENCH_DIR:-/tmp/hutch-bench}
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$fix"
     cargo build --release -q
-    install -m 0755 "${CARGO_TARGET_DIR:-target}/release/hutch" "$fix/hutch"
+    install -m 0755 "$(ls "${CARGO_TARGET_DIR:-target}"/*/release/hutch | head -1)" "$fix/hutch"
     [ -d "$fix/rootfs" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"

@@ -13,7 +13,7 @@
 #   bench/lifecycle.sh [N]          (N rounds, default 10)
 #
 # Environment: BENCH_USER (default hutch-sub), WATCH_USER (default
-# hutch-nosub), HUTCH (default target/release/hutch), ROOTFS (default the
+# hutch-nosub), HUTCH (default target/<host>/release/hutch), ROOTFS (default the
 # test suite's busybox rootfs), SETTLE (default 3), PODMAN_FLAGS (default
 # "--cgroup-manager=cgroupfs --runtime=runc": crun refuses this host's
 # cgroup v1 hybrid layout).
@@ -24,7 +24,7 @@ n=${1:-10}
 user=${BENCH_USER:-hutch-sub}
 watch_user=${WATCH_USER:-hutch-nosub}
 settle=${SETTLE:-3}
-hutch_src=${HUTCH:-target/release/hutch}
+hutch_src=${HUTCH:-$(ls target/*/release/hutch 2>/dev/null | head -1)}
 rootfs=${ROOTFS:-/tmp/hutch-test/rootfs-$user}
 watch_rootfs=/tmp/hutch-test/rootfs-$watch_user
 podman_flags=${PODMAN_FLAGS:---cgroup-manager=cgroupfs --runtime=runc}

@@ -19,7 +19,7 @@
 # close, median and 90th percentile of PINGS connections (bench/netbench.c).
 #
 # Environment: BENCH_USER (default hutch-sub), HUTCH (default
-# $CARGO_TARGET_DIR or target, /release/hutch), SECS (per throughput run,
+# $CARGO_TARGET_DIR or target, /<host>/release/hutch), SECS (per throughput run,
 # default 5), PINGS (default 300), PORT_BASE (default 15200),
 # PODMAN_FLAGS (default "--cgroup-manager=cgroupfs --runtime=runc").
 set -euo pipefail
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${1:-3}
 user=${BENCH_USER:-hutch-sub}
-hutch_src=${HUTCH:-${CARGO_TARGET_DIR:-target}/release/hutch}
+hutch_src=${HUTCH:-$(ls "${CARGO_TARGET_DIR:-target}"/*/release/hutch 2>/dev/null | head -1)}
 secs=${SECS:-5}
 pings=${PINGS:-300}
 base=${PORT_BASE:-15200}

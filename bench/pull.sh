@@ -17,7 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 registry=127.0.0.1:5790
 ref=$registry/hutch/bench:latest
 user=hutch-sub
-hutch_bin=${HUTCH_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/hutch}
+hutch_bin=${HUTCH_BIN:-$(ls "${CARGO_TARGET_DIR:-$root/target}"/*/release/hutch 2>/dev/null | head -1)}
 [ -x "$hutch_bin" ] || { echo "pull.sh: build hutch first (cargo build --release), or set HUTCH_BIN" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "pull.sh: run as root (it drops to $user)" >&2; exit 1; }
 

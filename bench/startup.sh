@@ -19,7 +19,7 @@ if [ "$(id -u)" = 0 ]; then
     user=${BENCH_USER:-hutch-sub}
     bin=/tmp/hutch-bench-bin
     mkdir -p "$bin" && chmod 755 "$bin"
-    cp "${HUTCH:-$here/target/release/hutch}" "$bin/hutch"
+    cp "${HUTCH:-$(ls "$here"/target/*/release/hutch | head -1)}" "$bin/hutch"
     chmod 755 "$bin/hutch"
     cp -r "$here/scripts" "$bin/" && chmod -R a+rX "$bin"
     cd /tmp
@@ -31,7 +31,7 @@ fi
 for tool in bwrap python3; do
     command -v "$tool" >/dev/null || { echo "startup.sh: $tool is missing (hint: apt-get install ${tool/bwrap/bubblewrap})" >&2; exit 1; }
 done
-hutch=${HUTCH:-$here/target/release/hutch}
+hutch=${HUTCH:-$(ls "$here"/target/*/release/hutch | head -1)}
 scripts=${BENCH_SCRIPTS:-$here/scripts}
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -27,7 +27,9 @@ use super::sys;
 /// The descriptors the child works with (all inherited across clone).
 #[derive(Debug, Clone, Copy)]
 pub struct ChildFds {
-    /// Read end: one byte once the id maps are written; EOF if hutch died.
+    /// Read end: one byte once the id maps are written, a second once the
+    /// child is in the sandbox's cgroup (see [`wait_release`]); EOF if
+    /// hutch failed or died.
     pub sync: RawFd,
     /// Write end: a JSON [`SetupError`] on failure; close-on-exec.
     pub error: RawFd,
@@ -113,16 +115,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     }
 
     // 1. Wait until the parent has written our uid and gid maps.
-    let mut byte = [0u8; 1];
-    // SAFETY: reading one byte into a valid one-byte buffer.
-    let n = unsafe { libc::read(fds.sync, byte.as_mut_ptr().cast(), 1) };
-    if n != 1 {
-        // The parent failed to map us (and reports that itself) or died.
-        // SAFETY: plain process exit.
-        unsafe { libc::_exit(EXIT_HUTCH) }
-    }
-    // SAFETY: closing a descriptor we own and no longer use.
-    unsafe { libc::close(fds.sync) };
+    wait_release(fds.sync);
 
     stdio(fds, spec.advanced.preserve_fds)?;
 
@@ -165,32 +158,55 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         None
     };
 
+    // Nothing of the workload's may run before the parent has moved us
+    // into the sandbox's cgroup: wait for its second byte.
+    wait_release(fds.sync);
+    // SAFETY: closing a descriptor we own and no longer use.
+    unsafe { libc::close(fds.sync) };
+
     if spec.advanced.workload_is_pid1 {
         // No init: this process confines itself and becomes the workload.
         return exec_workload_gated(spec, slave.as_ref(), gate.map(|fd| (fd, fds.error)));
     }
 
-    // 6. Fork the workload; this process stays as its pid 1.
-    // SAFETY: the child is single-threaded (clone copied only the calling
-    // thread), so forking is safe and the new process may allocate.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SetupError::io(
-            "cannot fork the workload",
-            None,
-            &std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
+    // 6. Start the workload; this process stays as its pid 1.
+    let run_workload = |gate: Option<OwnedFd>| -> Infallible {
         let gate = gate.map(|fd| (fd, fds.error));
         let err = match exec_workload_gated(spec, slave.as_ref(), gate) {
             Ok(never) => match never {},
             Err(e) => e,
         };
-        report_and_exit(fds.error, &err);
+        report_and_exit(fds.error, &err)
+    };
+    let pid = match gate {
+        // With a start gate (an OCI runtime's `create`) the workload waits
+        // before exec for as long as the caller likes, and init must stay
+        // free to take signals meanwhile: a plain fork.
+        Some(gate) => {
+            // SAFETY: the child is single-threaded (clone copied only the
+            // calling thread), so forking is safe and the new process may
+            // allocate.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                #[allow(unreachable_code)] // run_workload cannot return
+                match run_workload(Some(gate)) {}
+            }
+            pid
+        }
+        // Otherwise init has nothing to do until the workload execs: it
+        // borrows init's memory meanwhile, as posix_spawn does, which
+        // spares copying init's page tables and tearing the copy down
+        // at exec.
+        None => sys::spawn_sharing_memory(&mut || run_workload(None)),
+    };
+    if pid < 0 {
+        return Err(SetupError::io(
+            "cannot start the workload",
+            None,
+            &std::io::Error::last_os_error(),
+        ));
     }
     drop(slave);
-    drop(gate);
     // init reads and writes nothing of the user's: its stdio (the user's
     // terminal with -t) goes, so nothing in the sandbox can reach it there.
     let null = std::fs::OpenOptions::new()
@@ -207,6 +223,24 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     // copy must go so the parent sees EOF once the workload execs.
     unsafe { libc::close(fds.error) };
     init::run(pid, fds.status)
+}
+
+/// One byte from the parent on the sync pipe. Anything else means hutch
+/// failed (and reports that itself) or died: exit quietly.
+fn wait_release(sync: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a valid one-byte buffer.
+        let n = unsafe { libc::read(sync, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return;
+        }
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // SAFETY: plain process exit.
+        unsafe { libc::_exit(EXIT_HUTCH) }
+    }
 }
 
 fn stdio(fds: ChildFds, preserve_fds: u32) -> Result<(), SetupError> {

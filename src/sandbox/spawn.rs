@@ -207,20 +207,11 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     } else {
         None
     };
-    // Into the sandbox's cgroup before anything runs, so every process the
-    // workload ever makes is counted and limited. Done while newuidmap and
-    // newgidmap run: on cgroup v1 the first move into a cgroup waits for an
-    // RCU grace period (milliseconds, no CPU), which hides their exec time.
-    let joined = spec.limits.cgroup.as_ref().map(|cg| cg.add(pid));
     if let Some(Err(e)) = maps.map(|m| m.finish()) {
         running.kill_and_reap();
         return Err(e.into());
     }
-    if let Some(Err(e)) = joined {
-        running.kill_and_reap();
-        return Err(SandboxError::Limits(e.into()));
-    }
-    // The network comes up before the workload runs.
+    // The network comes up before the sandbox builds its root.
     running.net = match crate::net::start(&spec.network, pid, &spec.id) {
         Ok(n) => n,
         Err(e) => {
@@ -228,8 +219,27 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
             return Err(SandboxError::Network(e));
         }
     };
+    // First byte: mapped; the child builds its root meanwhile.
     sys::write_all(sync_w.as_raw_fd(), b"1")
         .map_err(|e| SandboxError::io("cannot release", "the sandbox", e))?;
+    // Into the sandbox's cgroup before the workload exists, so every
+    // process it ever makes is counted and limited. On cgroup v1 the first
+    // move into a cgroup waits for an RCU grace period (no CPU, often half
+    // a millisecond): done while the child mounts, it costs nothing.
+    if let Some(Err(e)) = spec.limits.cgroup.as_ref().map(|cg| cg.add(pid)) {
+        running.kill_and_reap();
+        // A child that failed first (and so could not be moved) says why.
+        return Err(child_report(&err_r)?.map_or(SandboxError::Limits(e.into()), Into::into));
+    }
+    // Second byte: in the cgroup; the child may fork the workload. A
+    // child that already failed has closed its end: its report below
+    // says why, so a broken pipe here is not the error to show.
+    if let Err(e) = sys::write_all(sync_w.as_raw_fd(), b"2") {
+        if e.raw_os_error() != Some(libc::EPIPE) {
+            running.kill_and_reap();
+            return Err(SandboxError::io("cannot release", "the sandbox", e));
+        }
+    }
     drop(sync_w);
 
     if let Some(sock) = &console_sock {
@@ -248,19 +258,27 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     }
 
     // EOF on the error pipe: the workload exec'd (the pipe is close-on-exec).
-    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
-        .map_err(|e| SandboxError::io("cannot read", "the error pipe", e))?;
-    if !report.is_empty() {
+    if let Some(err) = child_report(&err_r)? {
         running.kill_and_reap();
-        let err: SetupError = serde_json::from_slice(&report).unwrap_or_else(|_| {
-            SetupError::msg(
-                "sandbox setup failed",
-                String::from_utf8_lossy(&report).into_owned(),
-            )
-        });
         return Err(err.into());
     }
     Ok(running)
+}
+
+/// What the child wrote on the error pipe before it closed: `None` when it
+/// wrote nothing (its workload exec'd).
+fn child_report(err_r: &OwnedFd) -> Result<Option<SetupError>, SandboxError> {
+    let report = sys::read_to_end(err_r.as_raw_fd(), 64 * 1024)
+        .map_err(|e| SandboxError::io("cannot read", "the error pipe", e))?;
+    if report.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&report).unwrap_or_else(|_| {
+        SetupError::msg(
+            "sandbox setup failed",
+            String::from_utf8_lossy(&report).into_owned(),
+        )
+    })))
 }
 
 impl Running {

@@ -286,3 +286,65 @@ pub fn keep_passed_fds(count: u32) -> io::Result<()> {
     }
     cloexec_from(3 + count)
 }
+
+/// Run `f` in a new child process that shares this process's memory until
+/// it execs or exits, while this one waits (`CLONE_VM | CLONE_VFORK`, as
+/// posix_spawn does): nothing of the address space is copied for a
+/// process that is about to exec. `f` must end in `execve` or `_exit`.
+/// It runs on a stack of its own; it may allocate (this process is
+/// suspended, so the heap is consistent and is left as `f` leaves it), but
+/// must not rely on thread identity (the thread-local block, cached
+/// thread id included, is this thread's). Returns the child's pid, or -1
+/// with errno set.
+///
+/// The caller must be single-threaded: no lock may be held by a thread
+/// that is not there to release it.
+pub fn spawn_sharing_memory(f: &mut dyn FnMut() -> std::convert::Infallible) -> libc::pid_t {
+    const STACK: usize = 1 << 20;
+    const GUARD: usize = 1 << 12;
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone below,
+        // alive for the whole call: the parent waits (CLONE_VFORK).
+        let f = unsafe { &mut *arg.cast::<&mut dyn FnMut() -> std::convert::Infallible>() };
+        #[allow(unreachable_code)] // f() cannot return: Infallible
+        match f() {}
+    }
+    // SAFETY: an anonymous private mapping; no existing memory is touched.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        return -1;
+    }
+    // SAFETY: the lowest page of the mapping just made: an overflow of
+    // the child's stack faults there instead of running into other memory.
+    unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) };
+    let mut f = f;
+    // SAFETY: the stack top is the end of the mapping (stacks grow down on
+    // every architecture hutch builds for), 16-byte aligned as mmap's
+    // page alignment guarantees. CLONE_VFORK suspends this process until
+    // the child execs or exits, so `f` and the stack outlive its use.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            stack.cast::<u8>().add(STACK + GUARD).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut f as *mut &mut dyn FnMut() -> std::convert::Infallible).cast(),
+        )
+    };
+    let errno = io::Error::last_os_error();
+    // SAFETY: the child has exec'd or exited: nothing uses the stack now.
+    unsafe { libc::munmap(stack, STACK + GUARD) };
+    if pid < 0 {
+        // SAFETY: restoring clone's errno for the caller, after munmap.
+        unsafe { *libc::__errno_location() = errno.raw_os_error().unwrap_or(libc::EAGAIN) };
+    }
+    pid
+}
