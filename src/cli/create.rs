@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::run::{build_spec, parse_size, RunArgs};
 use crate::container::process::ProcId;
 use crate::container::record::{self, LogConfig};
-use crate::container::{supervisor, time, Config, ContainerError, Status, Store};
+use crate::container::{supervisor, time, Config, ContainerError, Store};
 use crate::sandbox::{spawn::Exit, Spec};
 
 pub fn create(args: RunArgs) -> anyhow::Result<i32> {
@@ -39,56 +39,56 @@ pub struct Attached {
     config: Config,
 }
 
+/// A foreground container not recorded yet: [`Pending::record`] records it
+/// once its init exists, while the sandbox builds its root.
+pub struct Pending {
+    store: Store,
+    config: Config,
+}
+
 /// The Spec for a foreground `run`. The container is recorded, as Docker
 /// does (with `--rm` only while it runs), and shown running with this
 /// process as its supervisor: `stop` and `kill` signal it, `exec` joins it,
 /// and `ps` lists it. Runs on the host's root (`run host`) are not
 /// containers and are not recorded.
-pub fn foreground_spec(args: &RunArgs) -> anyhow::Result<(Spec, Option<Attached>)> {
+pub fn foreground_spec(args: &RunArgs) -> anyhow::Result<(Spec, Option<Pending>)> {
     let host = args.rootfs.is_none() && args.args.first().is_some_and(|a| a == "host");
     if host {
         return Ok((build_spec(args)?, None));
     }
-    let (store, config) = create_container(args, None)?;
-    let spec = config.spec.clone();
-    let attached = Attached { store, config };
-    let Some(me) = ProcId::me() else {
-        let e = ContainerError::io(
-            "cannot read",
-            "/proc/self/stat",
-            std::io::ErrorKind::NotFound.into(),
-        );
-        let _ = attached.finish(Err(e.to_string()));
-        return Err(e.into());
-    };
-    let recorded = attached.store.update_own(&attached.config, |s| {
-        s.started(None, me, time::now());
-        true
-    });
-    if let Err(e) = recorded {
-        let _ = attached.finish(Err(e.to_string()));
-        return Err(e.into());
+    let (store, config) = prepare_container(args, None)?;
+    Ok((config.spec.clone(), Some(Pending { store, config })))
+}
+
+impl Pending {
+    /// Record the container as running, with `init_pid` (checked by its
+    /// start time) as its init and this process as its supervisor: from
+    /// then on it is like a supervised one.
+    pub fn record(mut self, init_pid: i32) -> Result<Attached, ContainerError> {
+        let gone =
+            |what| ContainerError::io("cannot read", what, std::io::ErrorKind::NotFound.into());
+        let me = ProcId::me().ok_or_else(|| gone("/proc/self/stat".to_string()))?;
+        let init = ProcId::of(init_pid).ok_or_else(|| gone(format!("/proc/{init_pid}/stat")))?;
+        let mut state = crate::container::State::new();
+        state.started(Some(init), me, time::now());
+        if let Err(e) = self.store.create_as(&mut self.config, &state) {
+            self.discard();
+            return Err(e);
+        }
+        Ok(Attached {
+            store: self.store,
+            config: self.config,
+        })
     }
-    Ok((spec, Some(attached)))
+
+    /// The run never started: take back what preparing it made on disk
+    /// (the writable layer's directories of a kept container).
+    pub fn discard(&self) {
+        let _ = std::fs::remove_dir_all(self.store.container_dir(&self.config.id));
+    }
 }
 
 impl Attached {
-    /// Record the sandbox's init once the workload runs: from then on the
-    /// container is like a supervised one (`exec` finds its namespaces
-    /// through init, checked by its start time).
-    pub fn started(&self, init_pid: i32) {
-        let Some(init) = ProcId::of(init_pid) else {
-            return;
-        };
-        // Without it exec refuses ("not started yet"); the run goes on.
-        let _ = self.store.update_own(&self.config, |s| {
-            if s.status == Status::Running {
-                s.init = Some(init);
-            }
-            true
-        });
-    }
-
     /// Record how the foreground run ended, or remove an `--rm` container.
     pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
         let keep = !self.config.auto_remove;
@@ -157,6 +157,18 @@ pub fn create_container(
     args: &RunArgs,
     report: Option<PathBuf>,
 ) -> anyhow::Result<(Store, Config)> {
+    let (store, mut config) = prepare_container(args, report)?;
+    if let Err(e) = store.create(&mut config) {
+        // build_spec made the writable layer's directories: take them back.
+        let _ = std::fs::remove_dir_all(store.container_dir(&config.id));
+        return Err(e.into());
+    }
+    Ok((store, config))
+}
+
+/// Build the Spec and the container's config, refusing a taken name;
+/// nothing is recorded yet.
+fn prepare_container(args: &RunArgs, report: Option<PathBuf>) -> anyhow::Result<(Store, Config)> {
     let store = Store::open()?;
     let log = log_config(&args.log_opt)?;
     let stop_signal = match &args.stop_signal {
@@ -202,7 +214,7 @@ pub fn create_container(
         (None, Some(image)) => (image_id(image).or(Some(image.clone())), image.clone()),
         (None, None) => (None, String::new()),
     };
-    let mut config = Config {
+    let config = Config {
         id: spec.id.clone(),
         name: args.name.clone().unwrap_or_default(),
         created: time::now(),
@@ -215,11 +227,6 @@ pub fn create_container(
         report,
         spec,
     };
-    if let Err(e) = store.create(&mut config) {
-        // build_spec made the writable layer's directories: take them back.
-        let _ = std::fs::remove_dir_all(store.container_dir(&config.id));
-        return Err(e.into());
-    }
     Ok((store, config))
 }
 

@@ -205,16 +205,31 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     let args = cmd.args;
     let judged = args.limits.wants_report();
     let mut recorded = None;
-    let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, attached)| {
-        recorded = attached;
-        let io = args.limits.open_io()?;
-        let record = recorded.as_ref();
-        let on_start = |r: &crate::sandbox::spawn::Running| {
-            if let Some(a) = record {
-                a.started(r.pid);
+    let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, pending)| {
+        let io = args.limits.open_io();
+        let io = match io {
+            Ok(io) => io,
+            Err(e) => {
+                if let Some(p) = &pending {
+                    p.discard();
+                }
+                return Err(e.into());
             }
         };
-        Ok((attach::run_observed(&spec, io, on_start), spec))
+        let mut pending = pending;
+        // The record is written while the sandbox builds its root.
+        let mut record = |pid: i32| -> Result<(), String> {
+            if let Some(p) = pending.take() {
+                recorded = Some(p.record(pid).map_err(|e| e.to_string())?);
+            }
+            Ok(())
+        };
+        let outcome = attach::run_observed(&spec, io, &mut record);
+        if let Some(p) = pending {
+            // The sandbox failed before it was recorded.
+            p.discard();
+        }
+        Ok((outcome, spec))
     });
     if let Some(r) = recorded {
         let exit = match &started {

@@ -186,6 +186,12 @@ impl Store {
     /// "generate". On failure nothing of it is left but what the caller
     /// made (its upper dir), which the caller removes.
     pub fn create(&self, config: &mut Config) -> R<()> {
+        self.create_as(config, &State::new())
+    }
+
+    /// [`Store::create`] with `state` as the first state: a foreground run
+    /// records itself already running.
+    pub fn create_as(&self, config: &mut Config, state: &State) -> R<()> {
         if config.name.is_empty() {
             let mut attempt = 0;
             loop {
@@ -210,7 +216,7 @@ impl Store {
             self.make_dir(&dir)?;
             let durable = !config.auto_remove;
             write_json(&dir.join(CONFIG), config, durable)?;
-            write_json(&dir.join(STATE), &State::new(), durable)
+            write_json(&dir.join(STATE), state, durable)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(self.name_link(&config.name));

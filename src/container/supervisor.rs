@@ -273,15 +273,6 @@ fn supervise(dir: &Path, report: OwnedFd, attached: Option<OwnedFd>) -> Result<(
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
     };
-    // A kept container's last run removed its cgroup: make it again, with
-    // its limits, before anything joins it.
-    let cgroup = config.spec.limits.cgroup.as_ref().map(|cg| cg.make());
-    if let Some(Err(e)) = cgroup {
-        attach::unlink(&config.id);
-        let e = crate::sandbox::SandboxError::Limits(e.into());
-        failed(&report, e.to_string(), e.exit_code());
-        return Err(e.into());
-    }
     let started_at = Instant::now();
     let mut running = match spawn::start(&config.spec, stdio) {
         Ok(r) => r,

@@ -32,15 +32,16 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
 
 /// Run `spec` with `io` and report what happened.
 pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
-    run_observed(spec, io, |_| {})
+    run_observed(spec, io, &mut |_| Ok(()))
 }
 
-/// As [`run_with`], calling `started` once the workload runs (a container
-/// run in the foreground records its init there, for `exec`).
+/// As [`run_with`], with `before_release` run on init's pid before the
+/// workload may start (see [`spawn::start_with`]): a container run in the
+/// foreground records itself there, init included, for `exec`.
 pub fn run_observed(
     spec: &Spec,
     io: Io,
-    on_start: impl FnOnce(&Running),
+    before_release: &mut dyn FnMut(i32) -> Result<(), String>,
 ) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
     let limited_output = spec.limits.limits.output.is_some();
@@ -96,7 +97,7 @@ pub fn run_observed(
 
     let signals = SignalFd::new()?;
     let started_at = Instant::now();
-    let started = spawn::start(spec, stdio);
+    let started = spawn::start_with(spec, stdio, before_release);
     drop(devnull);
     let mut running = match started {
         Ok(r) => r,
@@ -105,7 +106,6 @@ pub fn run_observed(
             return Err(e);
         }
     };
-    on_start(&running);
     let mut stdin_to = stdin_pipe.map(|(_, w)| w);
     if !is_tty(0) {
         if let Some(pipe) = stdin_to.take() {

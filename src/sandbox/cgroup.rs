@@ -111,9 +111,17 @@ pub struct CgroupStats {
 }
 
 impl Cgroup {
+    /// The cgroup of sandbox `id`. On cgroup v1 it is only planned here:
+    /// `spawn` makes it (mkdir and limits) while the sandbox builds its
+    /// root, then moves init in; on v2 it is made now, since what the
+    /// new cgroup offers is read from its own files.
     pub fn create(d: &Delegation, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         let name = format!("hutch-{}", &id[..id.len().min(16)]);
-        Cgroup::create_at(d, Path::new(&name), limits, &[])
+        let cg = Cgroup::plan_at(d, Path::new(&name), limits, &[]);
+        if cg.v2 {
+            cg.make()?;
+        }
+        Ok(cg)
     }
 
     /// Make the cgroup at `name`, a relative path under the delegated
@@ -125,6 +133,14 @@ impl Cgroup {
         limits: &Limits,
         also: &[&str],
     ) -> Result<Cgroup, CgroupError> {
+        let cg = Cgroup::plan_at(d, name, limits, also);
+        cg.make()?;
+        Ok(cg)
+    }
+
+    /// The directories and limit files of the cgroup at `name` under the
+    /// delegated parent, without making it.
+    fn plan_at(d: &Delegation, name: &Path, limits: &Limits, also: &[&str]) -> Cgroup {
         let mut cg = Cgroup {
             v2: matches!(d, Delegation::V2 { .. }),
             dirs: BTreeMap::new(),
@@ -208,8 +224,7 @@ impl Cgroup {
             }
         }
         cg.settings = settings;
-        cg.make()?;
-        Ok(cg)
+        cg
     }
 
     /// Make the directories and write the limits: at creation, and again
@@ -242,10 +257,12 @@ impl Cgroup {
             };
         }
         match what {
-            "memory.swap" => self
-                .dirs
-                .get("memory")
-                .is_some_and(|d| d.join("memory.memsw.limit_in_bytes").exists()),
+            // Asked of the parent: the cgroup itself may not be made yet,
+            // and swap accounting is the same throughout the hierarchy.
+            "memory.swap" => self.dirs.get("memory").is_some_and(|d| {
+                d.parent()
+                    .is_some_and(|p| p.join("memory.memsw.limit_in_bytes").exists())
+            }),
             c => self.dirs.contains_key(c),
         }
     }

@@ -88,6 +88,10 @@ pub enum SandboxError {
     Network(#[from] crate::net::NetError),
     #[error("invalid sandbox spec: {0}")]
     Invalid(String),
+    /// The caller's own step before the workload starts failed (see
+    /// `spawn::start_with`); its message says what and why.
+    #[error("{0}")]
+    Caller(String),
 }
 
 impl SandboxError {

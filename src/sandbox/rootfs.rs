@@ -146,8 +146,9 @@ pub fn build(spec: &Spec) -> R<()> {
         sysctl(key, value)?;
     }
     let extra_masked = spec.advanced.masked_paths.iter().map(PathBuf::as_path);
+    let mut empty_dir = None;
     for p in MASKED_PATHS.iter().map(Path::new).chain(extra_masked) {
-        mask(p)?;
+        mask(p, &mut empty_dir)?;
     }
     let extra_readonly = spec.advanced.readonly_paths.iter().map(PathBuf::as_path);
     for p in READONLY_PATHS.iter().map(Path::new).chain(extra_readonly) {
@@ -611,7 +612,12 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
     Ok(())
 }
 
-fn mask(p: &Path) -> R<()> {
+/// Hide `p`: a file under /dev/null, a directory under an empty read-only
+/// tmpfs. The first masked directory gets the tmpfs (`empty_dir` then names
+/// it); the others are binds of it, which carry its read-only, nosuid,
+/// nodev and noexec flags: one superblock to make and tear down per run
+/// instead of one per directory.
+fn mask(p: &Path, empty_dir: &mut Option<PathBuf>) -> R<()> {
     let meta = match std::fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -623,16 +629,24 @@ fn mask(p: &Path) -> R<()> {
             ))
         }
     };
-    let res = if meta.is_dir() {
-        sys::mount(
-            Some("tmpfs"),
-            p,
-            Some("tmpfs"),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some("size=0,mode=0555"),
-        )
-    } else {
-        sys::mount(Some("/dev/null"), p, None, libc::MS_BIND, None)
+    let res = match (meta.is_dir(), empty_dir.as_deref()) {
+        (true, Some(empty)) => {
+            sys::mount(Some(&empty.to_string_lossy()), p, None, libc::MS_BIND, None)
+        }
+        (true, None) => {
+            let made = sys::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=0,mode=0555"),
+            );
+            if made.is_ok() {
+                *empty_dir = Some(p.to_path_buf());
+            }
+            made
+        }
+        (false, _) => sys::mount(Some("/dev/null"), p, None, libc::MS_BIND, None),
     };
     res.map_err(|e| SetupError::io("cannot mask", Some(p.display().to_string()), &e))
 }

@@ -124,6 +124,19 @@ struct CloneArgs {
 /// single-threaded. The forwarded signals are left blocked in the caller,
 /// which should take them from a signalfd (see [`init::blocked_set`]).
 pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
+    start_with(spec, stdio, &mut |_| Ok(()))
+}
+
+/// [`start`], running `before_release` with init's pid once init is in
+/// its namespaces and cgroup and before its workload may start, while the
+/// child builds its root: work the caller must finish before the workload
+/// runs (a foreground run's container record) costs no time there. An
+/// error from it stops the sandbox before anything of the workload runs.
+pub fn start_with(
+    spec: &Spec,
+    stdio: Stdio,
+    before_release: &mut dyn FnMut(i32) -> Result<(), String>,
+) -> Result<Running, SandboxError> {
     let pipe = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
     let (sync_r, sync_w) = pipe("sync pipe")?;
     let (err_r, err_w) = pipe("error pipe")?;
@@ -226,10 +239,21 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
     // process it ever makes is counted and limited. On cgroup v1 the first
     // move into a cgroup waits for an RCU grace period (no CPU, often half
     // a millisecond): done while the child mounts, it costs nothing.
-    if let Some(Err(e)) = spec.limits.cgroup.as_ref().map(|cg| cg.add(pid)) {
+    // Made here rather than before the clone, for the same reason (and
+    // again for a kept container, whose last run removed it).
+    let joined = spec
+        .limits
+        .cgroup
+        .as_ref()
+        .map(|cg| cg.make().and_then(|()| cg.add(pid)));
+    if let Some(Err(e)) = joined {
         running.kill_and_reap();
         // A child that failed first (and so could not be moved) says why.
         return Err(child_report(&err_r)?.map_or(SandboxError::Limits(e.into()), Into::into));
+    }
+    if let Err(e) = before_release(pid) {
+        running.kill_and_reap();
+        return Err(SandboxError::Caller(e));
     }
     // Second byte: in the cgroup; the child may fork the workload. A
     // child that already failed has closed its end: its report below

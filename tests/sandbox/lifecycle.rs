@@ -225,7 +225,9 @@ fn files_survive_stop_and_start() {
         &[
             "sh",
             "-c",
-            "cat /kept 2>/dev/null || echo absent; echo written > /kept; echo ready; exec sleep 1000",
+            // Written by rename, so an exec racing the second start never
+            // sees the file half rewritten.
+            "cat /kept 2>/dev/null || echo absent; echo written > /kept.new; mv /kept.new /kept; echo ready; exec sleep 1000",
         ],
     );
     drop(ctx.wait_ready("keeper", "ready"));
