@@ -24,6 +24,12 @@ pub fn sample(init: i32) -> Sample {
     Walker::new().sample(init)
 }
 
+/// Whether this kernel lists each thread's children in /proc, which the
+/// walk follows (`CONFIG_PROC_CHILDREN`).
+pub fn can_walk() -> bool {
+    std::path::Path::new("/proc/thread-self/children").exists()
+}
+
 /// Walks a process tree in /proc, again and again.
 ///
 /// This runs every tick in the supervisor, whose resident size is capped:
@@ -115,16 +121,27 @@ impl Walker {
                     let Some(tid) = hot::parse_u64(name) else {
                         continue;
                     };
-                    if let Some(text) = proc_path(&mut path, pid, Some(tid), &CHILDREN)
-                        .and_then(|p| hot::read_file(p, buf))
-                    {
-                        let mut i = 0;
-                        while let Some(child) = field(text, b' ', i) {
-                            i += 1;
-                            if let Some(c) = hot::parse_u64(child) {
-                                pending.push(c as i32);
+                    // Read to the end: one thread's children can be more
+                    // than a buffer holds, and a pid cut at the buffer's
+                    // end would name another process.
+                    let Some(mut file) =
+                        proc_path(&mut path, pid, Some(tid), &CHILDREN).and_then(hot::File::open)
+                    else {
+                        continue;
+                    };
+                    let mut number = Digits::default();
+                    while let Some(text) = file.read(buf) {
+                        if text.is_empty() {
+                            break;
+                        }
+                        for &b in text {
+                            if let Some(c) = number.push(b) {
+                                pending.push(c);
                             }
                         }
+                    }
+                    if let Some(c) = number.push(b' ') {
+                        pending.push(c);
                     }
                 }
             }
@@ -148,6 +165,33 @@ static STAT: [u8; 4] = *b"stat";
 static STATM: [u8; 5] = *b"statm";
 #[link_section = ".hutch.hot"]
 static CHILDREN: [u8; 8] = *b"children";
+
+/// A pid read a byte at a time, across reads.
+#[derive(Default)]
+struct Digits {
+    value: u64,
+    len: u32,
+}
+
+impl Digits {
+    /// Take the next byte; a separator after digits gives their pid (none
+    /// past `i32`, which no pid is).
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    fn push(&mut self, b: u8) -> Option<i32> {
+        if b.is_ascii_digit() {
+            self.value = self
+                .value
+                .saturating_mul(10)
+                .saturating_add(u64::from(b - b'0'));
+            self.len += 1;
+            return None;
+        }
+        let done = (self.len > 0).then_some(self.value);
+        *self = Digits::default();
+        done.and_then(|v| i32::try_from(v).ok())
+    }
+}
 
 /// `/proc/PID/FILE` (or `/proc/PID/task/TID/FILE`), NUL-terminated, in
 /// `out`; `None` if it does not fit.
@@ -291,5 +335,50 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(alone.processes, 1);
         assert!(with_child.processes >= 2);
+    }
+
+    #[test]
+    fn counts_more_children_than_one_read_of_the_list_holds() {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        // 1,200 pids of up to 7 digits and a space are more than the 4 KiB
+        // buffer: the list takes several reads.
+        let mut shell = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 1200 ]; do sleep 60 & i=$((i+1)); done; echo ready; wait",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(shell.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let s = sample(shell.id() as i32);
+        // SAFETY: signals the process group this test made.
+        unsafe { libc::kill(-(shell.id() as i32), libc::SIGKILL) };
+        shell.wait().unwrap();
+        assert_eq!(line, "ready\n");
+        assert_eq!(s.processes, 1201);
+    }
+
+    #[test]
+    fn this_kernel_lists_children() {
+        assert!(can_walk());
+    }
+
+    #[test]
+    fn pids_are_read_across_chunks() {
+        let mut pids = Vec::new();
+        let mut d = Digits::default();
+        for chunk in [&b"12 3"[..], b"45 ", b"6", b"7 99999999999 8"] {
+            for &b in chunk {
+                pids.extend(d.push(b));
+            }
+        }
+        pids.extend(d.push(b' '));
+        assert_eq!(pids, [12, 345, 67, 8]);
     }
 }
