@@ -4,7 +4,11 @@
 //! Every process's CPU time ends up in its reaper's `cutime`/`cstime` when
 //! it is waited for, and the sandbox's init reaps everything, so the tree's
 //! total is the sum over the live processes of their own and their
-//! children's times.
+//! children's times. But for one: a process whose parent ignores SIGCHLD
+//! (or sets SA_NOCLDWAIT) is reaped by the kernel, and its time is added
+//! to no counter. So the walker remembers what each process had at the
+//! last tick, and what the processes that ended since had is counted as
+//! lost unless the survivors' children's times grew by as much.
 
 use std::time::Duration;
 
@@ -38,6 +42,18 @@ pub fn can_walk() -> bool {
 /// allocator and no formatting, and its code sits in the one hot section.
 pub struct Walker {
     pending: Vec<i32>,
+    /// The processes this walk saw (sorted by pid once it is done), and
+    /// those the last one saw. One walker follows one tree.
+    seen: Vec<Seen>,
+    before: Vec<Seen>,
+    missed: Vec<Seen>,
+    /// Ticks of ended processes that no live process's children's time
+    /// holds: counted into every sample from then on.
+    lost: u64,
+    /// The last tick's shortfall, committed to `lost` at this tick unless
+    /// the survivors' children's times catch up (a process reaped during
+    /// the walk, after its parent was read, ends before its time shows).
+    suspect: u64,
     /// Buffers for a file and for directory entries, kept: on the stack
     /// they would be zeroed by a call to libc's memset every tick.
     buf: Box<[u8; 4096]>,
@@ -60,6 +76,11 @@ impl Walker {
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
         Walker {
             pending: Vec::with_capacity(256),
+            seen: Vec::with_capacity(64),
+            before: Vec::with_capacity(64),
+            missed: Vec::new(),
+            lost: 0,
+            suspect: 0,
             buf: Box::new([0; 4096]),
             dents: Box::new([0; 2048]),
             ticks_per_sec: ticks,
@@ -75,10 +96,15 @@ impl Walker {
         let mut cpu_ticks = 0u64;
         let Walker {
             pending,
+            seen,
+            before,
+            missed,
             buf,
             dents,
             ..
         } = self;
+        std::mem::swap(seen, before);
+        seen.clear();
         let buf = &mut buf[..];
         let mut path = [0u8; 64];
         pending.clear();
@@ -94,9 +120,10 @@ impl Walker {
             if let Some(text) =
                 proc_path(&mut path, pid, None, &STAT).and_then(|p| hot::read_file(p, buf))
             {
-                if let Some(t) = stat_cpu_ticks(text) {
-                    cpu_ticks += t;
+                if let Some(p) = stat_seen(text, pid as i32) {
+                    cpu_ticks += p.total;
                     s.processes += 1;
+                    seen.push(p);
                 }
             }
             if let Some(text) =
@@ -146,9 +173,107 @@ impl Walker {
                 }
             }
         }
-        s.cpu = Duration::from_millis(cpu_ticks * 1000 / self.ticks_per_sec);
+        // What the processes of the last tick that are gone now had, and
+        // how much the children's times of those still here grew.
+        sort_by_pid(seen);
+        let mut expected = 0u64;
+        let mut credit = 0u64;
+        for b in before.iter() {
+            if let Some(now) = find(seen, b.pid).filter(|n| n.start == b.start) {
+                credit += now.kids.saturating_sub(b.kids);
+                continue;
+            }
+            // Still running but missed by this walk (its parent ended
+            // during the walk, handing it to an already read reaper): it
+            // counts as it is now, and is followed from here.
+            let still = proc_path(&mut path, b.pid as u64, None, &STAT)
+                .and_then(|p| hot::read_file(p, buf))
+                .and_then(|t| stat_seen(t, b.pid))
+                .filter(|n| n.start == b.start);
+            match still {
+                Some(n) => {
+                    cpu_ticks += n.total;
+                    s.processes += 1;
+                    missed.push(n);
+                }
+                None => expected += b.total,
+            }
+        }
+        // Added once the search of `seen` is done; the next walk sorts.
+        if !missed.is_empty() {
+            seen.append(missed);
+        }
+        if expected > credit {
+            self.lost += self.suspect;
+            self.suspect = expected - credit;
+        } else {
+            self.lost += self.suspect.saturating_sub(credit - expected);
+            self.suspect = 0;
+        }
+        s.cpu = Duration::from_millis((cpu_ticks + self.lost) * 1000 / self.ticks_per_sec);
         s
     }
+}
+
+/// One process as a walk saw it, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    pid: i32,
+    /// Start time (field 22), which tells a reused pid apart.
+    start: u64,
+    /// Its own and its waited-for children's CPU time.
+    total: u64,
+    /// Its waited-for children's.
+    kids: u64,
+}
+
+/// Heapsort by pid, by hand: the standard sorts are generic code placed
+/// outside the hot section.
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn sort_by_pid(v: &mut [Seen]) {
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    fn sift(v: &mut [Seen], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child].pid < v[child + 1].pid {
+                child += 1;
+            }
+            if v[root].pid >= v[child].pid {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
+/// The entry for `pid` in `v`, sorted by pid.
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn find(v: &[Seen], pid: i32) -> Option<Seen> {
+    let (mut lo, mut hi) = (0, v.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if v[mid].pid < pid {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    v.get(lo).copied().filter(|s| s.pid == pid)
 }
 
 // The names the walk builds paths from, beside its code: in `.rodata`
@@ -254,9 +379,16 @@ fn field(text: &[u8], sep: u8, index: usize) -> Option<&[u8]> {
 }
 
 /// utime + stime + cutime + cstime (fields 14-17) of a stat line.
+#[cfg(test)]
+fn stat_cpu_ticks(text: &[u8]) -> Option<u64> {
+    stat_seen(text, 0).map(|s| s.total)
+}
+
+/// Process `pid` from its stat line: CPU times (fields 14-17) and start
+/// time (22).
 #[link_section = ".hutch.hot"]
 #[inline(never)]
-fn stat_cpu_ticks(text: &[u8]) -> Option<u64> {
+fn stat_seen(text: &[u8], pid: i32) -> Option<Seen> {
     // The command name may hold spaces and parentheses: fields start after
     // the last ')'; the first after it is field 3 (state, not a number).
     let mut close = text.len();
@@ -267,11 +399,14 @@ fn stat_cpu_ticks(text: &[u8]) -> Option<u64> {
         return None;
     }
     let rest = &text[close..];
-    let mut total = 0;
-    for i in 11..15 {
-        total += field(rest, b' ', i).and_then(hot::parse_u64).unwrap_or(0);
-    }
-    Some(total)
+    let n = |i| field(rest, b' ', i).and_then(hot::parse_u64).unwrap_or(0);
+    let kids = n(13) + n(14);
+    Some(Seen {
+        pid,
+        start: n(19),
+        total: n(11) + n(12) + kids,
+        kids,
+    })
 }
 
 /// `n` in decimal into `out`, returning the digits written.
@@ -330,7 +465,8 @@ mod tests {
             .unwrap();
         let mut walker = Walker::new();
         let with_child = walker.sample(std::process::id() as i32);
-        let alone = walker.sample(child.id() as i32);
+        // One walker per tree: it remembers the last walk's processes.
+        let alone = Walker::new().sample(child.id() as i32);
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(alone.processes, 1);
@@ -362,6 +498,67 @@ mod tests {
         shell.wait().unwrap();
         assert_eq!(line, "ready\n");
         assert_eq!(s.processes, 1201);
+    }
+
+    #[test]
+    fn counts_children_the_kernel_reaped_for_a_parent_ignoring_sigchld() {
+        // A parent that ignores SIGCHLD runs four children of 250 ms of CPU
+        // each, one after another: the kernel reaps each, and its time is
+        // in no /proc counter once it has ended.
+        let (r, w) = crate::sandbox::sys::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        let (r, w) = (r.as_raw_fd(), w.as_raw_fd());
+        // SAFETY: the child calls only async-signal-safe functions (signal,
+        // fork, clock_gettime, kill, nanosleep, write, pause, _exit).
+        let parent = unsafe { libc::fork() };
+        if parent == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                for _ in 0..4 {
+                    let burner = libc::fork();
+                    if burner == 0 {
+                        let mut t = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        while t.tv_sec == 0 && t.tv_nsec < 250_000_000 {
+                            libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t);
+                        }
+                        libc::_exit(0);
+                    }
+                    let pause = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 5_000_000,
+                    };
+                    while libc::kill(burner, 0) == 0 {
+                        libc::nanosleep(&pause, std::ptr::null_mut());
+                    }
+                }
+                libc::write(w, b"x".as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        let mut walker = Walker::new();
+        let mut fds = [libc::pollfd {
+            fd: r,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        while hot::poll(&mut fds, 20) == 0 {
+            walker.sample(parent);
+        }
+        // The last ended child is counted a tick later.
+        walker.sample(parent);
+        let s = walker.sample(parent);
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(parent, libc::SIGKILL);
+            libc::waitpid(parent, std::ptr::null_mut(), 0);
+        }
+        assert!(s.cpu >= Duration::from_millis(600), "{s:?}");
     }
 
     #[test]
