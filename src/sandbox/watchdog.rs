@@ -117,21 +117,23 @@ impl Walker {
                 break;
             }
             let pid = pid as u64;
-            if let Some(text) =
-                proc_path(&mut path, pid, None, &STAT).and_then(|p| hot::read_file(p, buf))
-            {
-                if let Some(p) = stat_seen(text, pid as i32) {
-                    cpu_ticks += p.total;
-                    s.processes += 1;
-                    seen.push(p);
-                }
-            }
+            let mut this = proc_path(&mut path, pid, None, &STAT)
+                .and_then(|p| hot::read_file(p, buf))
+                .and_then(|text| stat_seen(text, pid as i32));
             if let Some(text) =
                 proc_path(&mut path, pid, None, &STATM).and_then(|p| hot::read_file(p, buf))
             {
                 if let Some(rss) = field(text, b' ', 1).and_then(hot::parse_u64) {
                     s.rss_kib += rss * self.page_kib;
+                    if let Some(p) = this.as_mut() {
+                        p.rss_kib = rss * self.page_kib;
+                    }
                 }
+            }
+            if let Some(p) = this {
+                cpu_ticks += p.total;
+                s.processes += 1;
+                seen.push(p);
             }
             // Children of every thread: a thread may fork too.
             let Some(mut tasks) = proc_path(&mut path, pid, None, &TASK).and_then(hot::Dir::open)
@@ -176,6 +178,14 @@ impl Walker {
         // What the processes of the last tick that are gone now had, and
         // how much the children's times of those still here grew.
         sort_by_pid(seen);
+        // A process handed during the walk to a reaper read after its
+        // parent (another thread of the parent, a subreaper) is listed by
+        // both, with its subtree: counted twice, it could pass a limit
+        // the sandbox is under.
+        let (ticks, kib, repeats) = drop_repeats(seen);
+        cpu_ticks = cpu_ticks.saturating_sub(ticks);
+        s.rss_kib = s.rss_kib.saturating_sub(kib);
+        s.processes = s.processes.saturating_sub(repeats);
         let mut expected = 0u64;
         let mut credit = 0u64;
         for b in before.iter() {
@@ -225,6 +235,29 @@ struct Seen {
     total: u64,
     /// Its waited-for children's.
     kids: u64,
+    rss_kib: u64,
+}
+
+/// Drop the entries of `v` (sorted by pid) that repeat the one before:
+/// the CPU ticks, resident KiB and count they added.
+#[link_section = ".hutch.hot"]
+#[inline(never)]
+fn drop_repeats(v: &mut Vec<Seen>) -> (u64, u64, u32) {
+    let (mut ticks, mut kib, mut repeats) = (0, 0, 0);
+    let mut kept = 0;
+    for i in 0..v.len() {
+        let e = v[i];
+        if kept > 0 && v[kept - 1].pid == e.pid && v[kept - 1].start == e.start {
+            ticks += e.total;
+            kib += e.rss_kib;
+            repeats += 1;
+        } else {
+            v[kept] = e;
+            kept += 1;
+        }
+    }
+    v.truncate(kept);
+    (ticks, kib, repeats)
 }
 
 /// Heapsort by pid, by hand: the standard sorts are generic code placed
@@ -406,6 +439,7 @@ fn stat_seen(text: &[u8], pid: i32) -> Option<Seen> {
         start: n(19),
         total: n(11) + n(12) + kids,
         kids,
+        rss_kib: 0,
     })
 }
 
@@ -564,6 +598,33 @@ mod tests {
     #[test]
     fn this_kernel_lists_children() {
         assert!(can_walk());
+    }
+
+    #[test]
+    fn a_process_listed_twice_counts_once() {
+        let p = |pid, start, total| Seen {
+            pid,
+            start,
+            total,
+            kids: 0,
+            rss_kib: 100,
+        };
+        let mut v = vec![
+            p(9, 1, 5),
+            p(3, 1, 7),
+            p(9, 1, 5),
+            p(4, 1, 1),
+            p(3, 1, 7),
+            p(4, 2, 2),
+        ];
+        sort_by_pid(&mut v);
+        assert!(v.windows(2).all(|w| w[0].pid <= w[1].pid));
+        assert_eq!(drop_repeats(&mut v), (12, 200, 2));
+        let pids: Vec<_> = v.iter().map(|s| (s.pid, s.start)).collect();
+        assert_eq!(pids.len(), 4);
+        assert!(pids.contains(&(4, 1)) && pids.contains(&(4, 2)), "{pids:?}");
+        assert_eq!(find(&v, 9).map(|s| s.total), Some(5));
+        assert_eq!(find(&v, 5), None);
     }
 
     #[test]
