@@ -72,6 +72,13 @@ impl PidFd {
         Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }, pid))
     }
 
+    /// `fd`'s descriptor labelled with another pid: how a pid reused
+    /// after its process ended looks to code holding the old pidfd.
+    #[cfg(test)]
+    pub fn with_pid(fd: PidFd, pid: i32) -> PidFd {
+        PidFd(fd.0, pid)
+    }
+
     pub fn pid(&self) -> i32 {
         self.1
     }

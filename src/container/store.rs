@@ -151,26 +151,46 @@ impl Store {
         Err(ContainerError::NoSuch(key.to_string()))
     }
 
-    /// Claim `name` for `id`. Fails if a live container holds it; a link
-    /// left by a container that no longer exists is taken over.
-    fn claim_name(&self, name: &str, id: &str) -> R<()> {
+    /// The id `link` names, if it names one.
+    fn holder(link: &Path) -> Option<String> {
+        std::fs::read_link(link)
+            .ok()
+            .and_then(|t| record::id_of_name_link(&t))
+    }
+
+    /// Claim `name` for `id`, holding `names` (see [`Store::create`]).
+    /// Fails if a container holds it; a link left by a container that no
+    /// longer exists is taken over.
+    fn claim_name(&self, name: &str, id: &str, names: &NamesLock) -> R<()> {
         let link = self.name_link(name);
+        let held = |holder: &Option<String>| {
+            holder
+                .as_ref()
+                .is_some_and(|h| self.container_dir(h).join(CONFIG).exists())
+        };
         for _ in 0..3 {
             match std::os::unix::fs::symlink(record::name_link_target(id), &link) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_link(&link)
-                        .ok()
-                        .and_then(|t| record::id_of_name_link(&t))
-                        .unwrap_or_default();
-                    if record::valid_id(&holder) && self.container_dir(&holder).exists() {
+                    let mut holder = Self::holder(&link);
+                    if !held(&holder) {
+                        // A holder without a config is being created (its
+                        // link comes before its directory) or died doing
+                        // so: once no creation is under way, look again.
+                        names.set(libc::LOCK_EX)?;
+                        let now = Self::holder(&link);
+                        if now == holder && !held(&now) {
+                            let _ = std::fs::remove_file(&link);
+                        }
+                        holder = now;
+                        names.set(libc::LOCK_SH)?;
+                    }
+                    if held(&holder) {
                         return Err(ContainerError::NameInUse {
                             name: name.to_string(),
-                            id: holder,
+                            id: holder.unwrap_or_default(),
                         });
                     }
-                    // Left over from a crash: remove it and try again.
-                    let _ = std::fs::remove_file(&link);
                 }
                 Err(e) => return Err(ContainerError::io("cannot claim name", &link, e)),
             }
@@ -185,6 +205,11 @@ impl Store {
     /// its config and a `created` state. `config.name` empty means
     /// "generate". On failure nothing of it is left but what the caller
     /// made (its upper dir), which the caller removes.
+    ///
+    /// From claiming the name until the config is written, this holds the
+    /// names directory's flock shared: a name whose link names a container
+    /// without a config is taken over only under the lock held exclusive,
+    /// so never from a creation still under way, and by one taker.
     pub fn create(&self, config: &mut Config) -> R<()> {
         self.create_as(config, &State::new())
     }
@@ -192,11 +217,12 @@ impl Store {
     /// [`Store::create`] with `state` as the first state: a foreground run
     /// records itself already running.
     pub fn create_as(&self, config: &mut Config, state: &State) -> R<()> {
+        let names = NamesLock::shared(&self.dir.join("names"))?;
         if config.name.is_empty() {
             let mut attempt = 0;
             loop {
                 let name = record::generated_name(&config.id, attempt);
-                match self.claim_name(&name, &config.id) {
+                match self.claim_name(&name, &config.id, &names) {
                     Ok(()) => {
                         config.name = name;
                         break;
@@ -209,7 +235,7 @@ impl Store {
             if !record::valid_name(&config.name) {
                 return Err(ContainerError::InvalidName(config.name.clone()));
             }
-            self.claim_name(&config.name, &config.id)?;
+            self.claim_name(&config.name, &config.id, &names)?;
         }
         let dir = self.container_dir(&config.id);
         let result = (|| {
@@ -410,6 +436,35 @@ impl Container {
     }
 }
 
+/// An flock on the names directory (see [`Store::create`]).
+struct NamesLock {
+    dir: File,
+}
+
+impl NamesLock {
+    fn shared(dir: &Path) -> R<NamesLock> {
+        let lock = NamesLock {
+            dir: File::open(dir).map_err(|e| ContainerError::io("cannot open", dir, e))?,
+        };
+        lock.set(libc::LOCK_SH)?;
+        Ok(lock)
+    }
+
+    /// Take the lock shared or exclusive (converting, not atomically).
+    fn set(&self, op: libc::c_int) -> R<()> {
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(self.dir.as_raw_fd(), op) } == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(ContainerError::io("cannot lock", "names", e));
+            }
+        }
+    }
+}
+
 impl Lock {
     /// Block until we hold the container's lock.
     pub fn take(dir: &Path) -> R<Lock> {
@@ -568,6 +623,41 @@ mod tests {
             .collect();
         files.sort();
         assert_eq!(files, [CONFIG, STATE]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_name_being_claimed_is_not_taken_over() {
+        let dir = scratch("claim");
+        let store = Store::at(dir.clone()).unwrap();
+        let a = format!("aa{}", "0".repeat(62));
+        let b = format!("bb{}", "0".repeat(62));
+        // `a` is being created: its name is linked, its directory and
+        // config not yet made.
+        let creating = NamesLock::shared(&dir.join("names")).unwrap();
+        std::os::unix::fs::symlink(record::name_link_target(&a), store.name_link("web")).unwrap();
+        let other = store.clone();
+        let b2 = b.clone();
+        let taker = std::thread::spawn(move || other.create(&mut config(&b2, "web")));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        store.make_dir(&store.container_dir(&a)).unwrap();
+        write_json(
+            &store.container_dir(&a).join(CONFIG),
+            &config(&a, "web"),
+            false,
+        )
+        .unwrap();
+        drop(creating);
+        let err = taker.join().unwrap().unwrap_err();
+        assert!(matches!(err, ContainerError::NameInUse { .. }), "{err}");
+        assert_eq!(store.resolve("web").unwrap(), a);
+        // A link whose container never got a config (its creator died) is
+        // taken over.
+        std::fs::remove_file(store.name_link("web")).unwrap();
+        let c = format!("cc{}", "0".repeat(62));
+        std::os::unix::fs::symlink(record::name_link_target(&c), store.name_link("web")).unwrap();
+        store.create(&mut config(&b, "web")).unwrap();
+        assert_eq!(store.resolve("web").unwrap(), b);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -166,7 +166,7 @@ pub fn exec(root: &Root, args: &Args, logger: &Logger) -> R<i32> {
             ))
         })?;
     }
-    let namespaces = record.namespaces.open_checked(target.pid())?;
+    let namespaces = record.namespaces.open_checked(&target)?;
     namespaces.join().map_err(|e| {
         RuntimeError::io(
             "cannot join the namespaces of",

@@ -164,6 +164,18 @@ pub fn plan(resources: Option<&Resources>, cgroups_path: Option<&str>, cx: &Cont
                     }
                 },
             };
+            // An existing cgroup with processes is another container's (or
+            // the caller's): its limits would be overwritten, and pause,
+            // exec and delete would act on both.
+            if let Some(dir) = occupied(d, &name) {
+                return Err(RuntimeError::config(
+                    "linux.cgroupsPath",
+                    format!(
+                        "the cgroup {} already holds processes; a container needs one of its own",
+                        dir.display()
+                    ),
+                ));
+            }
             Some(
                 Cgroup::create_at(d, &name, &limits, &["freezer"])
                     .map_err(|e| RuntimeError::config("linux.cgroupsPath", e.to_string()))?,
@@ -438,6 +450,19 @@ fn place(d: &Delegation, path: &str) -> R<Result<PathBuf, String>> {
     Ok(rel.ok_or_else(|| "no delegated controller".to_string()))
 }
 
+/// A directory of the cgroup at `rel` under the delegated parents that
+/// exists and holds a process.
+fn occupied(d: &Delegation, rel: &Path) -> Option<PathBuf> {
+    let parents: Vec<&PathBuf> = match d {
+        Delegation::V2 { parent } => vec![parent],
+        Delegation::V1 { parents } => parents.values().collect(),
+    };
+    parents.into_iter().map(|p| p.join(rel)).find(|dir| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .is_ok_and(|procs| !procs.trim().is_empty())
+    })
+}
+
 /// systemd's `slice:prefix:name` form needs --systemd-cgroup, which is
 /// refused before any config is read.
 fn systemd_form(field: &str, path: &str) -> R<()> {
@@ -650,5 +675,27 @@ mod tests {
         assert!(place(&d, "/user/u").unwrap().is_err());
         assert!(place(&d, "a/../../b").is_err());
         assert!(place(&d, "system.slice:crio:c1").is_err());
+    }
+
+    #[test]
+    fn a_cgroup_with_processes_is_not_taken() {
+        let root = std::env::temp_dir().join(format!("hutch-occupied-{}", std::process::id()));
+        let d = Delegation::V1 {
+            parents: [
+                ("memory".to_string(), root.join("memory")),
+                ("pids".to_string(), root.join("pids")),
+            ]
+            .into(),
+        };
+        let rel = Path::new("c1");
+        assert_eq!(occupied(&d, rel), None, "not made yet");
+        for ctrl in ["memory", "pids"] {
+            std::fs::create_dir_all(root.join(ctrl).join(rel)).unwrap();
+            std::fs::write(root.join(ctrl).join(rel).join("cgroup.procs"), "").unwrap();
+        }
+        assert_eq!(occupied(&d, rel), None, "empty");
+        std::fs::write(root.join("pids/c1/cgroup.procs"), "4242\n").unwrap();
+        assert_eq!(occupied(&d, rel), Some(root.join("pids/c1")));
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -144,11 +144,20 @@ impl Namespaces {
         Ok(Namespaces(map))
     }
 
-    /// Open the namespaces of `pid` that differ from ours, refusing any
+    /// Open the namespaces of `target` that differ from ours, refusing any
     /// that is not the one recorded at create.
-    pub fn open_checked(&self, pid: i32) -> R<Joiner> {
+    pub fn open_checked(&self, target: &PidFd) -> R<Joiner> {
+        let pid = target.pid();
         let fds = nsjoin::open_all(pid)
             .map_err(|e| RuntimeError::io("cannot open the namespaces of", pid, e))?;
+        // They were opened by pid: only if the process the pidfd names is
+        // still running now did that pid name it while they were opened
+        // (a pid is not reused before its process is reaped).
+        if !target.alive() {
+            return Err(RuntimeError::Refused(format!(
+                "the container's process {pid} ended while its namespaces were opened"
+            )));
+        }
         let mut join = Vec::new();
         for ((name, _), (f, flag)) in nsjoin::KINDS.iter().zip(fds) {
             let id = nsjoin::identity(&f).map_err(|e| {
@@ -311,4 +320,27 @@ pub fn print(root: &Root, id: &str) -> R<i32> {
     let record = c.load()?;
     super::print_out(&serde_json::to_string_pretty(&record.oci_state()).unwrap_or_default());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_not_joined_through_a_reused_pid() {
+        let me = std::process::id() as i32;
+        let recorded = Namespaces::of(me).unwrap();
+        let live = PidFd::open(me).unwrap();
+        assert!(recorded.open_checked(&live).is_ok());
+        // A pidfd on a process that has ended, whose pid now names another
+        // process (this one, with the recorded namespaces).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = PidFd::open(child.id() as i32).unwrap();
+        child.wait().unwrap();
+        let reused = PidFd::with_pid(dead, me);
+        assert!(matches!(
+            recorded.open_checked(&reused),
+            Err(RuntimeError::Refused(_))
+        ));
+    }
 }

@@ -351,6 +351,12 @@ impl Cgroup {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
+                // A freeze that did not complete is undone (as runc does):
+                // left half-frozen, the container would be recorded as
+                // running, which resume refuses to thaw.
+                if frozen {
+                    let _ = write(&path, if self.v2 { "0" } else { "THAWED" });
+                }
                 return Err(CgroupError::Io {
                     what: if frozen { "freeze" } else { "thaw" },
                     path,

@@ -122,26 +122,53 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> isize {
 }
 
 /// Read what one `read` gives of the file at `path` (NUL-terminated) into
-/// `buf`; `None` when it cannot be opened or read (a process gone).
+/// `buf`; `None` when it cannot be opened or read (a process gone). Only
+/// for files whose whole text one read of `buf` returns (a /proc record
+/// shorter than `buf`); [`File`] reads the others to their end.
 #[link_section = ".hutch.hot"]
 #[inline(never)]
 pub fn read_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    if path.last() != Some(&0) {
-        return None;
+    File::open(path)?.read(buf)
+}
+
+/// A file read a chunk at a time. `path` is NUL-terminated.
+pub struct File {
+    fd: i32,
+}
+
+impl File {
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    pub fn open(path: &[u8]) -> Option<File> {
+        if path.last() != Some(&0) {
+            return None;
+        }
+        open(path, libc::O_RDONLY).map(|fd| File { fd })
     }
-    let fd = open(path, libc::O_RDONLY)?;
-    // SAFETY: reading into a valid buffer of its length from our own fd.
-    let got = unsafe {
-        syscall4(
-            libc::SYS_read,
-            fd as usize,
-            buf.as_mut_ptr() as usize,
-            buf.len(),
-            0,
-        )
-    };
-    close(fd);
-    (got >= 0).then(|| &buf[..got as usize])
+
+    /// The next chunk (empty at the end), or `None` on an error.
+    #[link_section = ".hutch.hot"]
+    #[inline(never)]
+    pub fn read<'a>(&mut self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        // SAFETY: reading into a valid buffer of its length from our own fd.
+        let got = unsafe {
+            syscall4(
+                libc::SYS_read,
+                self.fd as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+            )
+        };
+        (got >= 0).then(|| &buf[..got as usize])
+    }
+}
+
+impl Drop for File {
+    #[link_section = ".hutch.hot"]
+    fn drop(&mut self) {
+        close(self.fd);
+    }
 }
 
 /// A directory's entries, a batch at a time. `path` is NUL-terminated.

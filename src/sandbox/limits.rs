@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{Cgroup, CgroupError, Delegation};
+use super::watchdog;
+
+/// Without a cgroup the watchdog finds the sandbox's processes through
+/// their parents' lists of children; a kernel without them would leave it
+/// seeing init alone.
+const WALK_WHY: &str = "no delegated cgroup holds it, and the kernel lists no children in /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN), which the watchdog walks";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -231,6 +237,11 @@ impl Enforcement {
                 Some(m) => {
                     e.enforced_by.insert("memory".into(), m);
                 }
+                None if !watchdog::can_walk() => e.refuse(
+                    "--memory",
+                    WALK_WHY,
+                    "delegate a cgroup to this user (see README: Limits)",
+                )?,
                 None => {
                     // Each process is capped by RLIMIT_AS; the watchdog caps
                     // the sum of their resident memory.
@@ -305,6 +316,13 @@ impl Enforcement {
             }
         }
         if let Some(ms) = limits.cpu_time_ms {
+            if cg("cpuacct").is_none() && !watchdog::can_walk() {
+                e.refuse(
+                    "--time-limit",
+                    WALK_WHY,
+                    "delegate a cgroup to this user (see README: Limits)",
+                )?;
+            }
             // A process that alone exceeds the limit gets SIGXCPU from the
             // kernel at once; the watchdog catches many processes together.
             let secs = ms.div_ceil(1000);

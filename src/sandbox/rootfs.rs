@@ -72,12 +72,23 @@ pub fn build(spec: &Spec) -> R<()> {
     // or the overlay's upper and work dirs (ephemeral runs); it vanishes
     // with the mount namespace, so nothing is left on the host.
     let scratch = &spec.scratch;
+    // Without a memory cgroup nothing else counts what the workload keeps
+    // in tmpfs files (an --rm run's writable layer, host mode's /tmp): no
+    // process's resident size holds them.
+    let bounded;
+    let options = match spec.limits.watch_memory {
+        Some(bytes) => {
+            bounded = format!("mode=0755,size={bytes}");
+            bounded.as_str()
+        }
+        None => "mode=0755",
+    };
     sys::mount(
         Some("tmpfs"),
         scratch,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=0755"),
+        Some(options),
     )
     .map_err(|e| SetupError::io("cannot mount scratch tmpfs", on(scratch), &e))?;
 

@@ -85,6 +85,30 @@ fn allocation_loop_hits_the_memory_limit() {
 }
 
 #[test]
+fn files_in_the_sandboxs_tmpfs_count_against_the_memory_limit() {
+    // An --rm run's writable layer is tmpfs: memory no process's resident
+    // size shows. A cgroup charges it; without one the tmpfs is as big as
+    // the limit.
+    both(|user| {
+        let (r, out) = judge(
+            user,
+            "tmpfs",
+            &["-m", "64m"],
+            &[
+                "sh",
+                "-c",
+                "head -c 200000000 /dev/zero > /tmp/x; wc -c < /tmp/x; rm /tmp/x",
+            ],
+        );
+        let kept: Option<u64> = out.stdout.trim().parse().ok();
+        assert!(
+            kept.is_some_and(|k| k <= 64 << 20) || r["status"] == "memory-limit",
+            "{user:?} kept {kept:?} bytes in tmpfs: {r} {out:#?}"
+        );
+    });
+}
+
+#[test]
 fn busy_loop_hits_the_cpu_time_limit() {
     both(|user| {
         let (r, _) = judge(
