@@ -89,6 +89,11 @@ impl Pending {
 }
 
 impl Attached {
+    /// Removed when its run ends (`--rm`).
+    pub fn auto_remove(&self) -> bool {
+        self.config.auto_remove
+    }
+
     /// Record how the foreground run ended, or remove an `--rm` container.
     pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
         let keep = !self.config.auto_remove;

@@ -18,6 +18,7 @@ use crate::sandbox::idmap::{IdMapping, UsernsMode};
 use crate::sandbox::limits::Enforcement;
 use crate::sandbox::passwd::{self, RootFiles};
 use crate::sandbox::report::Report;
+use crate::sandbox::spawn::Exit;
 use crate::sandbox::spec::{
     Mount, OverlayDriver, Process, RootSource, Spec, UpperDir, DEFAULT_PATH,
 };
@@ -204,10 +205,9 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     }
     let args = cmd.args;
     let judged = args.limits.wants_report();
-    let mut recorded = None;
+    let mut foreground = Foreground::default();
     let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, pending)| {
-        let io = args.limits.open_io();
-        let io = match io {
+        let io = match args.limits.open_io() {
             Ok(io) => io,
             Err(e) => {
                 if let Some(p) = &pending {
@@ -216,28 +216,24 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
                 return Err(e.into());
             }
         };
-        let mut pending = pending;
-        // The record is written while the sandbox builds its root.
-        let mut record = |pid: i32| -> Result<(), String> {
-            if let Some(p) = pending.take() {
-                recorded = Some(p.record(pid).map_err(|e| e.to_string())?);
-            }
-            Ok(())
-        };
-        let outcome = attach::run_observed(&spec, io, &mut record);
-        if let Some(p) = pending {
+        foreground.pending = pending;
+        let outcome = attach::run_observed(&spec, io, &mut foreground);
+        if let Some(p) = foreground.pending.take() {
             // The sandbox failed before it was recorded.
             p.discard();
         }
         Ok((outcome, spec))
     });
-    if let Some(r) = recorded {
+    if let Some(r) = foreground.recorded.take() {
         let exit = match &started {
             Ok((Ok(outcome), _)) => Ok(outcome.exit),
             Ok((Err(e), _)) => Err(e.to_string()),
             Err(e) => Err(format!("{e:#}")),
         };
         r.finish(exit)?;
+    }
+    if let Some(e) = foreground.finish_error.take() {
+        return Err(e.into());
     }
     match started {
         Ok((Ok(outcome), spec)) => {
@@ -263,6 +259,36 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
                     .write_report(&Report::sandbox_error(format!("{e:#}"), None))?;
             }
             Err(e)
+        }
+    }
+}
+
+/// A foreground run's container record, kept in step with its sandbox.
+#[derive(Default)]
+struct Foreground {
+    /// Prepared, written once init exists (while the root is being built).
+    pending: Option<crate::cli::create::Pending>,
+    recorded: Option<crate::cli::create::Attached>,
+    /// Removing an `--rm` record when the workload ended failed.
+    finish_error: Option<crate::container::ContainerError>,
+}
+
+impl attach::Observer for Foreground {
+    fn released(&mut self, init_pid: i32) -> Result<(), String> {
+        if let Some(p) = self.pending.take() {
+            self.recorded = Some(p.record(init_pid).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+
+    /// An `--rm` record goes while init's namespaces are torn down. A kept
+    /// one is marked exited only once init is gone: until then its mounts
+    /// still hold the writable layer a `start` would mount again.
+    fn ended(&mut self, exit: Exit) {
+        if self.recorded.as_ref().is_some_and(|r| r.auto_remove()) {
+            if let Some(r) = self.recorded.take() {
+                self.finish_error = r.finish(Ok(exit)).err();
+            }
         }
     }
 }

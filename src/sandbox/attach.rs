@@ -32,16 +32,41 @@ pub fn run(spec: &Spec) -> Result<Exit, SandboxError> {
 
 /// Run `spec` with `io` and report what happened.
 pub fn run_with(spec: &Spec, io: Io) -> Result<Outcome, SandboxError> {
-    run_observed(spec, io, &mut |_| Ok(()))
+    run_observed(spec, io, &mut Unobserved)
 }
 
-/// As [`run_with`], with `before_release` run on init's pid before the
-/// workload may start (see [`spawn::start_with`]): a container run in the
-/// foreground records itself there, init included, for `exec`.
+/// What the caller of a foreground run does at two points of the
+/// sandbox's life, each while the sandbox is busy with something else.
+pub trait Observer {
+    /// init is in its namespaces and cgroup, and the workload may not start
+    /// before this returns (see [`spawn::start_with`]): a container run in
+    /// the foreground records itself here, init included, for `exec`, while
+    /// the sandbox builds its root. An error stops the sandbox.
+    fn released(&mut self, init_pid: i32) -> Result<(), String>;
+
+    /// The workload ended with `exit` and init is exiting, which takes a
+    /// while (its namespaces are torn down), so work that needs neither
+    /// init gone nor the run's figures is done here: an `--rm` container's
+    /// record is removed.
+    fn ended(&mut self, exit: Exit);
+}
+
+struct Unobserved;
+
+impl Observer for Unobserved {
+    fn released(&mut self, _: i32) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn ended(&mut self, _: Exit) {}
+}
+
+/// As [`run_with`], telling `observer` when the workload is released and
+/// when it has ended.
 pub fn run_observed(
     spec: &Spec,
     io: Io,
-    before_release: &mut dyn FnMut(i32) -> Result<(), String>,
+    observer: &mut dyn Observer,
 ) -> Result<Outcome, SandboxError> {
     let proc = &spec.process;
     let limited_output = spec.limits.limits.output.is_some();
@@ -97,7 +122,7 @@ pub fn run_observed(
 
     let signals = SignalFd::new()?;
     let started_at = Instant::now();
-    let started = spawn::start_with(spec, stdio, before_release);
+    let started = spawn::start_with(spec, stdio, &mut |pid| observer.released(pid));
     drop(devnull);
     let mut running = match started {
         Ok(r) => r,
@@ -126,6 +151,7 @@ pub fn run_observed(
         stdin_open: stdin_to.is_some(),
         stdin_to,
         watch: Watch::new(&spec.limits, started_at),
+        observer,
     };
     let raw;
     if let Some(master) = running.console.take() {
@@ -217,15 +243,18 @@ struct Relay<'a> {
     /// pipe, closed on the terminal's end of file.
     stdin_to: Option<OwnedFd>,
     watch: Watch<'a>,
+    observer: &'a mut dyn Observer,
 }
 
 impl Relay<'_> {
-    fn run(mut self, running: Running) -> Outcome {
+    fn run(mut self, mut running: Running) -> Outcome {
         let mut exited = false;
+        let mut ended = false;
         while !exited {
             let mut fds = vec![
                 poll_fd(self.signals.fd.as_raw_fd()),
                 poll_fd(running.pidfd.as_raw_fd()),
+                poll_fd(if ended { -1 } else { running.status_fd() }),
             ];
             let first_source = fds.len();
             for s in &self.sources {
@@ -260,8 +289,16 @@ impl Relay<'_> {
                     self.stdin_to = None;
                 }
             }
+            if fds[2].revents != 0 {
+                ended = true;
+                if let Some(exit) = running.workload_ended() {
+                    self.observer.ended(exit);
+                }
+            }
             exited = fds[1].revents != 0;
-            if !exited {
+            // Limits are for the workload's life: once it has ended, the
+            // wall clock or a late sample cannot breach them.
+            if !exited && !ended {
                 self.watch.check(&running);
             }
         }

@@ -55,6 +55,9 @@ pub struct Running {
     /// With `-t`: the master of the pty the workload's stdio is on.
     pub console: Option<OwnedFd>,
     status: OwnedFd,
+    /// How the workload ended, once init said so on the status pipe
+    /// (before init itself exits and its namespaces are torn down).
+    ended: Option<Exit>,
     /// The user-mode network helper, if any; killed when this is dropped.
     pub net: Option<crate::net::NetHelper>,
 }
@@ -205,6 +208,7 @@ pub fn start_with(
         pidfd,
         console: None,
         status: status_r,
+        ended: None,
         net: None,
     };
 
@@ -326,22 +330,40 @@ impl Running {
         self.wait_with_usage().0
     }
 
+    /// The status pipe: readable once init has reaped the workload (it
+    /// then writes the workload's status and exits), or at init's death.
+    pub fn status_fd(&self) -> RawFd {
+        self.status.as_raw_fd()
+    }
+
+    /// How the workload ended, read from the status pipe once it is
+    /// readable: known while init is still exiting, which takes a while
+    /// (its namespaces are torn down), so a caller can finish its own
+    /// work meanwhile. `None` when init died without saying (killed from
+    /// outside); [`Running::wait_with_usage`] then reports init's end.
+    pub fn workload_ended(&mut self) -> Option<Exit> {
+        if self.ended.is_none() {
+            let mut buf = [0u8; 4];
+            // SAFETY: reading at most four bytes into `buf`.
+            let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+            if n == 4 {
+                self.ended = Some(Exit::from_wait_status(i32::from_ne_bytes(buf)));
+            }
+        }
+        self.ended
+    }
+
     /// Reap init and return how the workload ended, with the resources
     /// used by the whole sandbox: init reaps every process in it, so its
     /// children's usage covers them all.
-    pub fn wait_with_usage(self) -> (Exit, libc::rusage) {
+    pub fn wait_with_usage(mut self) -> (Exit, libc::rusage) {
         // SAFETY: rusage is plain data; zeroed is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let init_status = reap(self.pid, &mut usage);
-        let mut buf = [0u8; 4];
-        // SAFETY: reading at most four bytes into `buf`.
-        let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-        let exit = if n == 4 {
-            Exit::from_wait_status(i32::from_ne_bytes(buf))
-        } else {
-            // init itself died (killed from outside): report that.
-            Exit::from_wait_status(init_status)
-        };
+        // init itself died (killed from outside) when it said nothing.
+        let exit = self
+            .workload_ended()
+            .unwrap_or_else(|| Exit::from_wait_status(init_status));
         (exit, usage)
     }
 
