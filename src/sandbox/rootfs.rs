@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -124,6 +124,15 @@ pub fn build(spec: &Spec) -> R<()> {
         }
     };
 
+    // What masked directories show: an empty directory of the scratch
+    // tmpfs, detached read-only here while it can still be named, bound
+    // over them after the pivot. In host mode the scratch tmpfs is the root
+    // itself, where it would show; masks then get a tmpfs of their own.
+    let mut empty_tree = match spec.root {
+        RootSource::Host => None,
+        _ => Some(empty_dir_tree(scratch)?),
+    };
+
     let root = open_dir(&new_root)?;
     if !spec.advanced.no_etc_files {
         etc_files(&root, spec)?;
@@ -159,7 +168,7 @@ pub fn build(spec: &Spec) -> R<()> {
     let extra_masked = spec.advanced.masked_paths.iter().map(PathBuf::as_path);
     let mut empty_dir = None;
     for p in MASKED_PATHS.iter().map(Path::new).chain(extra_masked) {
-        mask(p, &mut empty_dir)?;
+        mask(p, &mut empty_tree, &mut empty_dir)?;
     }
     let extra_readonly = spec.advanced.readonly_paths.iter().map(PathBuf::as_path);
     for p in READONLY_PATHS.iter().map(Path::new).chain(extra_readonly) {
@@ -570,7 +579,8 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
         Some("tmpfs"),
         &path,
         Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
+        // nodev too: the device nodes are binds, mounts of their own.
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=0755,size=65536k"),
     )
     .map_err(|e| SetupError::io("cannot mount", on("/dev"), &e))?;
@@ -599,16 +609,18 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(|e| SetupError::io("cannot mount", on("/dev/pts"), &e))?;
-    let shm = ensure_target(&devfd, Path::new("shm"), true)?;
-    sys::mount(
-        Some("shm"),
-        Path::new(&sys::fd_path(&shm)),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(|e| SetupError::io("cannot mount", on("/dev/shm"), &e))?;
     let dev_path = PathBuf::from(sys::fd_path(&devfd));
+    // /dev/shm is a sticky directory of /dev's tmpfs rather than a tmpfs of
+    // its own: the same 64 MiB bound Docker gives it (shared with /dev's few
+    // nodes), the same nosuid and noexec (and nodev, which the kernel
+    // imposes on every filesystem a user namespace mounts), one superblock
+    // less to make and tear down per run.
+    let shm = dev_path.join("shm");
+    std::fs::DirBuilder::new()
+        .mode(0o1777)
+        .create(&shm)
+        .and_then(|()| std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)))
+        .map_err(|e| SetupError::io("cannot create", Some("/dev/shm".into()), &e))?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -623,12 +635,37 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
     Ok(())
 }
 
+/// A detached, read-only, nosuid, nodev, noexec bind of a new empty
+/// directory on the scratch tmpfs.
+fn empty_dir_tree(scratch: &Path) -> R<OwnedFd> {
+    let empty = scratch.join("empty");
+    mkdir(&empty, 0o555)?;
+    let tree = sys::open_tree_clone(&empty)
+        .map_err(|e| SetupError::io("cannot bind", Some(empty.display().to_string()), &e))?;
+    sys::mount_setattr(
+        tree.as_raw_fd(),
+        sys::MOUNT_ATTR_RDONLY
+            | sys::MOUNT_ATTR_NOSUID
+            | sys::MOUNT_ATTR_NODEV
+            | sys::MOUNT_ATTR_NOEXEC,
+        0,
+    )
+    .map_err(|e| {
+        SetupError::io(
+            "cannot make read-only",
+            Some(empty.display().to_string()),
+            &e,
+        )
+    })?;
+    Ok(tree)
+}
+
 /// Hide `p`: a file under /dev/null, a directory under an empty read-only
-/// tmpfs. The first masked directory gets the tmpfs (`empty_dir` then names
-/// it); the others are binds of it, which carry its read-only, nosuid,
-/// nodev and noexec flags: one superblock to make and tear down per run
-/// instead of one per directory.
-fn mask(p: &Path, empty_dir: &mut Option<PathBuf>) -> R<()> {
+/// directory. The first masked directory gets `empty_tree` (or, without
+/// one, an empty read-only tmpfs), and `empty_dir` then names it; the
+/// others are binds of it, which carry its read-only, nosuid, nodev and
+/// noexec flags: no superblock of their own to make and tear down.
+fn mask(p: &Path, empty_tree: &mut Option<OwnedFd>, empty_dir: &mut Option<PathBuf>) -> R<()> {
     let meta = match std::fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -645,13 +682,22 @@ fn mask(p: &Path, empty_dir: &mut Option<PathBuf>) -> R<()> {
             sys::mount(Some(&empty.to_string_lossy()), p, None, libc::MS_BIND, None)
         }
         (true, None) => {
-            let made = sys::mount(
-                Some("tmpfs"),
-                p,
-                Some("tmpfs"),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some("size=0,mode=0555"),
-            );
+            let made = match empty_tree.take() {
+                Some(tree) => std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                    .open(p)
+                    .and_then(|target| sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())),
+                None => sys::mount(
+                    Some("tmpfs"),
+                    p,
+                    Some("tmpfs"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some("size=0,mode=0555"),
+                ),
+            };
             if made.is_ok() {
                 *empty_dir = Some(p.to_path_buf());
             }

@@ -396,6 +396,30 @@ fn devpts_is_the_sandboxs_own() {
 }
 
 #[test]
+fn dev_shm_is_sticky_and_noexec_and_masked_directories_are_empty_and_read_only() {
+    let out = hutch(User::Sub)
+        .run_rootfs([
+            "sh",
+            "-c",
+            "stat -c %a /dev/shm; echo kept > /dev/shm/f && cat /dev/shm/f; \
+             cp /bin/busybox /dev/shm/bb && /dev/shm/bb true 2>/dev/null; echo exec=$?; \
+             for d in /proc/acpi /sys/firmware; do \
+               [ -d $d ] || { echo $d absent; continue; }; \
+               echo $d $(ls -A $d | wc -l); touch $d/x 2>/dev/null; echo write=$?; done",
+        ])
+        .run();
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..3], ["1777", "kept", "exec=126"], "{text}");
+    for dir in ["/proc/acpi", "/sys/firmware"] {
+        if std::path::Path::new(dir).is_dir() {
+            // Nothing of the host's shows, and nothing can be put there.
+            assert!(text.contains(&format!("{dir} 0\nwrite=1\n")), "{text}");
+        }
+    }
+}
+
+#[test]
 fn fuse_overlayfs_works_when_asked_for() {
     let root = rootfs(User::Sub);
     let out = hutch(User::Sub)
