@@ -17,6 +17,7 @@ packages=(
     docker-registry skopeo apache2-utils openssl curl zstd   # image tests: local registries
     libcap2-bin tar                                   # image tests: a layer made with setcap + tar --xattrs
     podman                                            # hutch-runtime tests: a real OCI client
+    slirp4netns passt                                 # user-mode networking (--network private, -p)
 )
 missing=()
 for p in "${packages[@]}"; do
