@@ -205,7 +205,10 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     }
     let args = cmd.args;
     let judged = args.limits.wants_report();
-    let mut foreground = Foreground::default();
+    let mut foreground = Foreground {
+        rm: args.rm,
+        ..Foreground::default()
+    };
     let started = crate::cli::create::foreground_spec(&args).and_then(|(spec, pending)| {
         let io = match args.limits.open_io() {
             Ok(io) => io,
@@ -271,6 +274,9 @@ struct Foreground {
     recorded: Option<crate::cli::create::Attached>,
     /// Removing an `--rm` record when the workload ended failed.
     finish_error: Option<crate::container::ContainerError>,
+    /// `--rm`: nothing waits to start this sandbox again, so hutch may
+    /// return before init has exited.
+    rm: bool,
 }
 
 impl attach::Observer for Foreground {
@@ -290,6 +296,10 @@ impl attach::Observer for Foreground {
                 self.finish_error = r.finish(Ok(exit)).err();
             }
         }
+    }
+
+    fn detach_teardown(&self) -> bool {
+        self.rm
     }
 }
 

@@ -49,6 +49,14 @@ pub trait Observer {
     /// init gone nor the run's figures is done here: an `--rm` container's
     /// record is removed.
     fn ended(&mut self, exit: Exit);
+
+    /// Whether hutch may return before init has exited and the cgroup is
+    /// removed, once every other process of the sandbox is gone (see
+    /// [`super::teardown`]): true for an `--rm` run, which nothing waits
+    /// to start again.
+    fn detach_teardown(&self) -> bool {
+        false
+    }
 }
 
 struct Unobserved;
@@ -162,11 +170,13 @@ pub fn run_observed(
     } else {
         raw = RawTerminal { saved: None };
     }
-    let outcome = relay.run(running);
+    let (outcome, teardown_left) = relay.run(running);
     drop(raw);
     signals.restore();
-    if let Some(cg) = &spec.limits.cgroup {
-        cg.remove();
+    if !teardown_left {
+        if let Some(cg) = &spec.limits.cgroup {
+            cg.remove();
+        }
     }
     Ok(outcome)
 }
@@ -192,9 +202,14 @@ fn must_not_be_handed_over(fd: RawFd) -> bool {
     )
 }
 
+/// Set once hutch has started a thread: a teardown left behind forks, and
+/// hutch forks only while single-threaded.
+static HELPER_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Copy hutch's stdin (a file) into the workload's stdin pipe until EOF,
 /// or until the workload closes its end (EPIPE: Rust ignores SIGPIPE).
 fn copy_stdin_in_background(pipe: OwnedFd) {
+    HELPER_THREAD.store(true, std::sync::atomic::Ordering::Relaxed);
     std::thread::spawn(move || {
         // SAFETY: fd 0 stays open for hutch's whole life; ManuallyDrop keeps
         // this File from closing it.
@@ -247,10 +262,14 @@ struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    fn run(mut self, mut running: Running) -> Outcome {
+    /// Relay until init has exited, or until the workload has ended and
+    /// the rest may be left to a teardown process (then the second value
+    /// is true: the cgroup is that process's to remove).
+    fn run(mut self, mut running: Running) -> (Outcome, bool) {
         let mut exited = false;
         let mut ended = false;
-        while !exited {
+        let mut detach = false;
+        while !exited && !detach {
             let mut fds = vec![
                 poll_fd(self.signals.fd.as_raw_fd()),
                 poll_fd(running.pidfd.as_raw_fd()),
@@ -293,6 +312,8 @@ impl Relay<'_> {
                 ended = true;
                 if let Some(exit) = running.workload_ended() {
                     self.observer.ended(exit);
+                    detach = self.observer.detach_teardown()
+                        && !HELPER_THREAD.load(std::sync::atomic::Ordering::Relaxed);
                 }
             }
             exited = fds[1].revents != 0;
@@ -308,7 +329,12 @@ impl Relay<'_> {
                 self.pump(i, &running);
             }
         }
-        self.watch.finish(running)
+        if detach {
+            if let Some(done) = self.watch.finish_before_init_exits(&mut running) {
+                return done;
+            }
+        }
+        (self.watch.finish(running), false)
     }
 
     fn on_signal(&self, sig: i32, running: &Running) {

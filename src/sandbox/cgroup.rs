@@ -313,6 +313,23 @@ impl Cgroup {
         }
     }
 
+    /// Whether the cgroup holds no process but `pid` (hutch's pid of
+    /// init), and whether it holds that one: with either answer every
+    /// process of the workload has ended and been counted. `None` when
+    /// other processes are in it, or it cannot be read.
+    pub fn holds_at_most(&self, pid: i32) -> Option<bool> {
+        let dir = ["unified", "pids", "memory"]
+            .iter()
+            .find_map(|c| self.dirs.get(*c))
+            .or_else(|| self.dirs.values().next())?;
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+        match procs.trim() {
+            "" => Some(false),
+            only if only.parse::<i32>() == Ok(pid) => Some(true),
+            _ => None,
+        }
+    }
+
     /// Remove the (now empty) cgroup directories.
     pub fn remove(&self) {
         for dir in self.dirs.values() {

@@ -4,12 +4,14 @@
 //! time and memory sampled by the watchdog when no cgroup holds them. The
 //! kernel enforces the rest (rlimits, cgroups); see `limits`.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::hot;
 use super::limits::Enforcement;
 use super::report::{Breach, Outcome};
 use super::spawn::Running;
+use super::teardown;
 use super::watchdog;
 
 /// How often the watchdog samples CPU and memory when no cgroup does it.
@@ -144,6 +146,38 @@ impl<'a> Watch<'a> {
     fn kill(&mut self, breach: Breach, running: &Running) {
         self.breach = Some(breach);
         let _ = running.signal(libc::SIGKILL);
+    }
+
+    /// The outcome while init may still be exiting, when the cgroup says
+    /// every other process is gone and has every figure (CPU time, peak
+    /// memory). The second value says whether the cgroup's removal was
+    /// left to [`teardown::remove_after_exit`] (init is still in it); if
+    /// not, it is empty and the caller removes it. `None` when the figures
+    /// are not final; [`Watch::finish`] then waits for init.
+    pub fn finish_before_init_exits(&self, running: &mut Running) -> Option<(Outcome, bool)> {
+        let cgroup = self.limits.cgroup.as_ref()?;
+        let exit = running.workload_ended()?;
+        let init_inside = cgroup.holds_at_most(running.pid)?;
+        let elapsed = self.started_at.elapsed();
+        let stats = cgroup.stats();
+        let cpu = Duration::from_nanos(stats.cpu_ns?);
+        let max_rss_kib = stats.peak_memory? / 1024;
+        if init_inside {
+            let dirs: Vec<_> = cgroup.dirs.values().cloned().collect();
+            if !teardown::remove_after_exit(running.pidfd.as_raw_fd(), &dirs) {
+                return None;
+            }
+        }
+        let outcome = Outcome {
+            exit,
+            wall: elapsed,
+            cpu,
+            max_rss_kib,
+            output_bytes: self.output_bytes,
+            breach: self.breach,
+            cgroup: Some(stats),
+        };
+        Some((outcome, init_inside))
     }
 
     /// Reap the sandbox and report what happened.

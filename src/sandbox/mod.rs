@@ -3,7 +3,8 @@
 //!
 //! `spawn` is the parent's side (clone, id maps, release, error report),
 //! `child` the child's ordered setup, `rootfs` the mounts, `init` the pid 1
-//! that stays behind, `attach` the foreground relay of stdio and signals.
+//! that stays behind, `attach` the foreground relay of stdio and signals,
+//! `teardown` what is left of an `--rm` run once its result is known.
 
 pub mod attach;
 pub mod caps;
@@ -23,6 +24,7 @@ pub mod rootfs;
 pub mod spawn;
 pub mod spec;
 pub mod sys;
+pub mod teardown;
 pub mod watchdog;
 
 pub use error::{SandboxError, SetupError};

@@ -366,3 +366,102 @@ fn a_kept_container_is_limited_on_every_start() {
         h().args(["rm", "again"]).run().ok();
     });
 }
+
+/// The host's memory cgroup of `pid`, from `/proc/PID/cgroup` (v1 or v2).
+fn memory_cgroup_of(pid: i32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        match ctrl {
+            "memory" => Some(std::path::Path::new("/sys/fs/cgroup/memory").join(&path[1..])),
+            "" => Some(std::path::Path::new("/sys/fs/cgroup").join(&path[1..])),
+            _ => None,
+        }
+    })
+}
+
+/// An `--rm` run returns as soon as its figures are final, leaving init's
+/// exit and the cgroup's removal to a process of its own (see
+/// `sandbox::teardown`): the cgroup must still go. A workload that leaves
+/// processes behind keeps hutch until init's exit has killed them: nothing
+/// of the sandbox outlives `hutch run`.
+#[test]
+fn an_rm_run_leaves_nothing_running_and_its_cgroup_goes() {
+    let user = User::Sub;
+    if !mechanisms(user)["memory"].starts_with("cgroup") {
+        eprintln!("{user:?} has no delegated cgroup here: nothing to remove");
+        return;
+    }
+    let deadline = || std::time::Instant::now() + crate::harness::TIMEOUT;
+    for leave_one in [false, true] {
+        let dir = scratch(user, if leave_one { "rm-leftover" } else { "rm-clean" });
+        let report = dir.join("report.json");
+        // A background sleep stands in for a workload's leftover process;
+        // the clean workload kills and reaps its own before it exits. The
+        // odd durations tell this test's sleeps from any other's.
+        let script = if leave_one {
+            "sleep 4241 & trap 'exit 0' USR1; echo ready; while :; do sleep 4242 & wait $!; done"
+        } else {
+            "trap 'kill $!; wait; exit 0' USR1; echo ready; while :; do sleep 4242 & wait $!; done"
+        };
+        let mut live = hutch(user)
+            .run_rootfs([
+                "-m",
+                "64m",
+                "--time-limit",
+                "60",
+                "--report",
+                report.to_str().unwrap(),
+            ])
+            .args(["sh", "-c", script])
+            .spawn();
+        live.wait_line("ready");
+        // "ready" is printed before the loop's sleep is started (and the
+        // leftover's may not have exec'd yet): wait until both are there.
+        let find_sleeps = || -> Vec<i32> {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .is_ok_and(|c| c.starts_with(b"sleep\x00424"))
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        };
+        let until = deadline();
+        let mut sleeps = find_sleeps();
+        while sleeps.len() < 1 + leave_one as usize && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            sleeps = find_sleeps();
+        }
+        assert_eq!(sleeps.len(), 1 + leave_one as usize, "{sleeps:?}");
+        let cgroup = memory_cgroup_of(sleeps[0]).expect("the workload's memory cgroup");
+        assert!(
+            cgroup
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hutch-"),
+            "{cgroup:?}"
+        );
+        live.signal(libc::SIGUSR1);
+        assert_eq!(live.finish().code, 0);
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["enforced_by"]["memory"], "cgroup-v1", "{r}");
+        for p in &sleeps {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            assert!(
+                stat.is_empty(),
+                "sandbox process {p} outlived hutch: {stat}"
+            );
+        }
+        let until = deadline();
+        while cgroup.exists() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!cgroup.exists(), "{cgroup:?} was left behind");
+    }
+}
