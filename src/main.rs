@@ -1,6 +1,6 @@
 //! The `hutch` binary: parse, dispatch, and map errors to Docker's exit codes.
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use hutch::container::ContainerError;
 use hutch::sandbox::SandboxError;
@@ -18,7 +18,7 @@ fn main() {
     {
         hutch::net::forward::main();
     }
-    let cli = match hutch::cli::Cli::try_parse() {
+    let cli = match hutch::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; a usage error is

@@ -128,6 +128,9 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+// SHIPPED_SHA256: the build script's digests of policies/*.toml.
+include!(concat!(env!("OUT_DIR"), "/shipped_sha256.rs"));
+
 const POLICY_MAGIC: &[u8; 8] = b"HUTCHPOL";
 /// Bumped when the entry layout changes.
 const POLICY_FORMAT: u32 = 1;
@@ -187,10 +190,11 @@ pub fn policy_key(choice: &Choice) -> Option<String> {
     part(env!("CARGO_PKG_VERSION").as_bytes());
     part(arch.name().as_bytes());
     part(&super::landlock::kernel_abi().to_le_bytes());
-    // A development build may change a shipped profile without a new version.
-    for (name, text) in super::SHIPPED {
+    // A development build may change a shipped profile without a new
+    // version: their digests, computed when the binary was built.
+    for (name, digest) in SHIPPED_SHA256 {
         part(name.as_bytes());
-        part(text.as_bytes());
+        part(digest);
     }
     part(choice.profile.as_deref().unwrap_or("").as_bytes());
     part(&[
@@ -342,6 +346,23 @@ mod tests {
         store_policy(&dir, &key, &stripped, &deps).unwrap();
         assert!(load_policy(&dir, &key).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn build_time_digests_are_those_of_the_shipped_profiles() {
+        let names: Vec<&str> = SHIPPED_SHA256.iter().map(|(n, _)| *n).collect();
+        let shipped: Vec<&str> = crate::policy::SHIPPED.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names, shipped,
+            "policies/*.toml and SHIPPED list other profiles"
+        );
+        for ((name, text), (_, digest)) in crate::policy::SHIPPED.iter().zip(SHIPPED_SHA256) {
+            assert_eq!(sha256_hex(text.as_bytes()), hex(digest), "{name}");
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

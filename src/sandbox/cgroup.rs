@@ -42,33 +42,52 @@ impl Delegation {
     /// to each hierarchy's root), the process's own cgroup, or
     /// `user/<login name>` under each v1 controller.
     pub fn find() -> Option<Delegation> {
-        let own = own_cgroups();
-        let env = std::env::var("HUTCH_CGROUP_PARENT").ok();
-        if Path::new(ROOT).join("cgroup.controllers").exists() {
+        Delegation::find_in(
+            Path::new(ROOT),
+            &own_cgroups(),
+            std::env::var("HUTCH_CGROUP_PARENT").ok(),
+            login_name,
+        )
+    }
+
+    /// [`Delegation::find`] under `root`, with this process's cgroups `own`,
+    /// `$HUTCH_CGROUP_PARENT` as `env` and the login name from `login`,
+    /// which is called only when the other candidates are not writable: it
+    /// reads the passwd database, which most runs never need.
+    fn find_in(
+        root: &Path,
+        own: &BTreeMap<String, String>,
+        env: Option<String>,
+        login: impl Fn() -> Option<String>,
+    ) -> Option<Delegation> {
+        if root.join("cgroup.controllers").exists() {
             let rel = env.or_else(|| own.get("").cloned())?;
-            let parent = Path::new(ROOT).join(rel.trim_start_matches('/'));
+            let parent = root.join(rel.trim_start_matches('/'));
+            if !writable(&parent) {
+                return None;
+            }
             let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).ok()?;
-            return (writable(&parent) && enabled.contains("memory"))
+            return enabled
+                .contains("memory")
                 .then_some(Delegation::V2 { parent });
         }
-        let name = login_name();
+        let name = std::cell::OnceCell::new();
         let mut parents = BTreeMap::new();
         for ctrl in V1_CONTROLLERS {
-            let mount = Path::new(ROOT).join(ctrl);
+            let mount = root.join(ctrl);
             if !mount.join("cgroup.procs").exists() {
                 continue;
             }
-            let mut candidates = Vec::new();
-            if let Some(e) = &env {
-                candidates.push(mount.join(e.trim_start_matches('/')));
-            }
-            if let Some(o) = own.get(*ctrl) {
-                candidates.push(mount.join(o.trim_start_matches('/')));
-            }
-            if let Some(n) = &name {
-                candidates.push(mount.join("user").join(n));
-            }
-            if let Some(p) = candidates.into_iter().find(|p| p != &mount && writable(p)) {
+            let found = env
+                .iter()
+                .chain(own.get(*ctrl))
+                .map(|rel| mount.join(rel.trim_start_matches('/')))
+                .find(|p| p != &mount && writable(p))
+                .or_else(|| {
+                    let n = name.get_or_init(&login).as_ref()?;
+                    Some(mount.join("user").join(n)).filter(|p| p != &mount && writable(p))
+                });
+            if let Some(p) = found {
                 parents.insert(ctrl.to_string(), p);
             }
         }
@@ -445,8 +464,11 @@ fn writable(dir: &Path) -> bool {
     let Ok(c) = super::sys::cstr(dir) else {
         return false;
     };
+    // access first: most candidates are not ours, and it answers for them
+    // without the stat.
     // SAFETY: a valid C string.
-    dir.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0
+    let ours = unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    ours && dir.is_dir()
 }
 
 /// controller -> path of this process's cgroup ("" for the v2 hierarchy).
@@ -471,4 +493,92 @@ fn login_name() -> Option<String> {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("hutch-cgroup-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn own(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn v1_looks_up_the_login_name_only_when_nothing_else_is_writable() {
+        let root = scratch("v1");
+        for ctrl in ["memory", "pids"] {
+            std::fs::create_dir_all(root.join(ctrl).join("jobs")).unwrap();
+            std::fs::write(root.join(ctrl).join("cgroup.procs"), "").unwrap();
+        }
+        std::fs::create_dir_all(root.join("memory/user/alice")).unwrap();
+        let calls = Cell::new(0);
+        let login = || {
+            calls.set(calls.get() + 1);
+            Some("alice".to_string())
+        };
+
+        // $HUTCH_CGROUP_PARENT names writable cgroups: no passwd lookup.
+        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login);
+        let want: BTreeMap<String, PathBuf> = [
+            ("memory".to_string(), root.join("memory/jobs")),
+            ("pids".to_string(), root.join("pids/jobs")),
+        ]
+        .into();
+        assert_eq!(d, Some(Delegation::V1 { parents: want }));
+        assert_eq!(calls.get(), 0);
+
+        // Own cgroups at the hierarchy's root are never candidates; an
+        // unwritable one falls through to user/<login>, looked up once.
+        let d = Delegation::find_in(
+            &root,
+            &own(&[("memory", "/"), ("pids", "/elsewhere")]),
+            Some("/missing".into()),
+            login,
+        );
+        let want: BTreeMap<String, PathBuf> =
+            [("memory".to_string(), root.join("memory/user/alice"))].into();
+        assert_eq!(d, Some(Delegation::V1 { parents: want }));
+        assert_eq!(calls.get(), 1);
+
+        // Nothing writable at all.
+        assert_eq!(Delegation::find_in(&root, &own(&[]), None, || None), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn v2_needs_a_writable_parent_with_memory_enabled() {
+        let root = scratch("v2");
+        std::fs::write(root.join("cgroup.controllers"), "memory pids").unwrap();
+        std::fs::create_dir_all(root.join("user.slice/me")).unwrap();
+        let control = root.join("user.slice/me/cgroup.subtree_control");
+        let no_login = || -> Option<String> { panic!("v2 never needs the login name") };
+        let mine = own(&[("", "/user.slice/me")]);
+
+        std::fs::write(&control, "cpu memory pids").unwrap();
+        assert_eq!(
+            Delegation::find_in(&root, &mine, None, no_login),
+            Some(Delegation::V2 {
+                parent: root.join("user.slice/me")
+            })
+        );
+        std::fs::write(&control, "cpu pids").unwrap();
+        assert_eq!(Delegation::find_in(&root, &mine, None, no_login), None);
+        assert_eq!(
+            Delegation::find_in(&root, &mine, Some("/missing".into()), no_login),
+            None
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
