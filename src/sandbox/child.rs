@@ -140,7 +140,12 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
 
     // 2-4. The root filesystem: private propagation, overlay or host dirs,
     //      volumes, /proc, /dev, /sys, pivot_root, masked paths.
-    rootfs::build(spec)?;
+    //      Nothing of the workload's may run before the parent has moved
+    //      us into the sandbox's cgroup: its second byte is awaited just
+    //      before the pivot. The parent is idle after it, and detaching the
+    //      old root waits for an expedited RCU grace period, which a CPU
+    //      busy in the kernel (the parent writing the record) holds up.
+    rootfs::build(spec, &mut || wait_release(fds.sync))?;
 
     // 5. Identity and network of the sandbox. (An empty hostname keeps
     //    the uts namespace's own, which may be shared.)
@@ -158,9 +163,6 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         None
     };
 
-    // Nothing of the workload's may run before the parent has moved us
-    // into the sandbox's cgroup: wait for its second byte.
-    wait_release(fds.sync);
     // SAFETY: closing a descriptor we own and no longer use.
     unsafe { libc::close(fds.sync) };
 

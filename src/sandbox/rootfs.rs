@@ -58,7 +58,8 @@ fn on(p: impl AsRef<Path>) -> Option<String> {
 
 /// Assemble the new root and pivot into it. On return the process's root
 /// and working directory are the sandbox's `/`.
-pub fn build(spec: &Spec) -> R<()> {
+/// `before_pivot` runs once every mount is made, before `pivot_root`.
+pub fn build(spec: &Spec, before_pivot: &mut dyn FnMut()) -> R<()> {
     sys::mount(
         None,
         Path::new("/"),
@@ -151,6 +152,7 @@ pub fn build(spec: &Spec) -> R<()> {
     ensure_dir(&root, &spec.process.cwd)?;
     drop(root);
 
+    before_pivot();
     std::env::set_current_dir(&new_root)
         .map_err(|e| SetupError::io("cannot enter the new root", on(&new_root), &e))?;
     sys::pivot_root_here().map_err(|e| SetupError::io("cannot pivot_root", on(&new_root), &e))?;
