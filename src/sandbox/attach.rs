@@ -15,6 +15,7 @@ use super::report::Outcome;
 use super::spawn::{self, Exit, Running, Stdio};
 use super::spec::Spec;
 use super::sys;
+use super::teardown;
 
 /// Where the workload's stdio goes, when not hutch's own (`--stdin FILE`,
 /// `--stdout FILE`, `--stderr FILE`).
@@ -51,9 +52,9 @@ pub trait Observer {
     fn ended(&mut self, exit: Exit);
 
     /// Whether hutch may return before init has exited and the cgroup is
-    /// removed, once every other process of the sandbox is gone (see
-    /// [`super::teardown`]): true for an `--rm` run, which nothing waits
-    /// to start again.
+    /// removed, once every other process of the sandbox is gone: a remover
+    /// is then started with the sandbox (see [`super::teardown`]). True
+    /// for an `--rm` run, whose cgroup no later start makes again.
     fn detach_teardown(&self) -> bool {
         false
     }
@@ -130,7 +131,22 @@ pub fn run_observed(
 
     let signals = SignalFd::new()?;
     let started_at = Instant::now();
-    let started = spawn::start_with(spec, stdio, &mut |pid| observer.released(pid));
+    // An `--rm` run with a cgroup gets its remover while the child builds
+    // its root (see `teardown`), so that it can return before init exits.
+    let mut remover = false;
+    let started = spawn::start_with(spec, stdio, &mut |pid| {
+        observer.released(pid)?;
+        if let Some(cg) = spec
+            .limits
+            .cgroup
+            .as_ref()
+            .filter(|_| observer.detach_teardown())
+        {
+            let dirs: Vec<_> = cg.dirs.values().cloned().collect();
+            remover = teardown::remove_after_exit(pid, &dirs);
+        }
+        Ok(())
+    });
     drop(devnull);
     let mut running = match started {
         Ok(r) => r,
@@ -160,6 +176,7 @@ pub fn run_observed(
         stdin_to,
         watch: Watch::new(&spec.limits, started_at),
         observer,
+        remover,
     };
     let raw;
     if let Some(master) = running.console.take() {
@@ -202,14 +219,9 @@ fn must_not_be_handed_over(fd: RawFd) -> bool {
     )
 }
 
-/// Set once hutch has started a thread: a teardown left behind forks, and
-/// hutch forks only while single-threaded.
-static HELPER_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Copy hutch's stdin (a file) into the workload's stdin pipe until EOF,
 /// or until the workload closes its end (EPIPE: Rust ignores SIGPIPE).
 fn copy_stdin_in_background(pipe: OwnedFd) {
-    HELPER_THREAD.store(true, std::sync::atomic::Ordering::Relaxed);
     std::thread::spawn(move || {
         // SAFETY: fd 0 stays open for hutch's whole life; ManuallyDrop keeps
         // this File from closing it.
@@ -259,12 +271,14 @@ struct Relay<'a> {
     stdin_to: Option<OwnedFd>,
     watch: Watch<'a>,
     observer: &'a mut dyn Observer,
+    /// A process of its own removes the cgroup once init has exited.
+    remover: bool,
 }
 
 impl Relay<'_> {
     /// Relay until init has exited, or until the workload has ended and
-    /// the rest may be left to a teardown process (then the second value
-    /// is true: the cgroup is that process's to remove).
+    /// the rest may be left to the remover (then the second value is true:
+    /// init is still in the cgroup, which is the remover's to remove).
     fn run(mut self, mut running: Running) -> (Outcome, bool) {
         let mut exited = false;
         let mut ended = false;
@@ -312,8 +326,7 @@ impl Relay<'_> {
                 ended = true;
                 if let Some(exit) = running.workload_ended() {
                     self.observer.ended(exit);
-                    detach = self.observer.detach_teardown()
-                        && !HELPER_THREAD.load(std::sync::atomic::Ordering::Relaxed);
+                    detach = self.remover;
                 }
             }
             exited = fds[1].revents != 0;

@@ -4,14 +4,12 @@
 //! time and memory sampled by the watchdog when no cgroup holds them. The
 //! kernel enforces the rest (rlimits, cgroups); see `limits`.
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::hot;
 use super::limits::Enforcement;
 use super::report::{Breach, Outcome};
 use super::spawn::Running;
-use super::teardown;
 use super::watchdog;
 
 /// How often the watchdog samples CPU and memory when no cgroup does it.
@@ -150,10 +148,11 @@ impl<'a> Watch<'a> {
 
     /// The outcome while init may still be exiting, when the cgroup says
     /// every other process is gone and has every figure (CPU time, peak
-    /// memory). The second value says whether the cgroup's removal was
-    /// left to [`teardown::remove_after_exit`] (init is still in it); if
-    /// not, it is empty and the caller removes it. `None` when the figures
-    /// are not final; [`Watch::finish`] then waits for init.
+    /// memory), for a run whose cgroup [`super::teardown::remove_after_exit`]
+    /// removes. The second value says whether init is still in the cgroup
+    /// (if not, it is empty and the caller may remove it at once). `None`
+    /// when the figures are not final; [`Watch::finish`] then waits for
+    /// init.
     pub fn finish_before_init_exits(&self, running: &mut Running) -> Option<(Outcome, bool)> {
         let cgroup = self.limits.cgroup.as_ref()?;
         let exit = running.workload_ended()?;
@@ -162,12 +161,6 @@ impl<'a> Watch<'a> {
         let stats = cgroup.stats();
         let cpu = Duration::from_nanos(stats.cpu_ns?);
         let max_rss_kib = stats.peak_memory? / 1024;
-        if init_inside {
-            let dirs: Vec<_> = cgroup.dirs.values().cloned().collect();
-            if !teardown::remove_after_exit(running.pidfd.as_raw_fd(), &dirs) {
-                return None;
-            }
-        }
         let outcome = Outcome {
             exit,
             wall: elapsed,

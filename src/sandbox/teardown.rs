@@ -7,33 +7,31 @@
 //! namespace waits for RCU grace periods: about half a millisecond), and
 //! then the removal of the cgroup, which only an empty cgroup allows.
 //! Neither changes the result, so hutch need not wait for them: a child it
-//! leaves behind waits for init's exit and removes the cgroup, and hutch
+//! started earlier waits for init's exit and removes the cgroup, and hutch
 //! returns at once, as bwrap returns when its pid 1 reports the workload's
 //! status.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-
-/// How long the remover waits for init to exit. init has nothing left to
-/// do but exit; past this something is badly wrong, and the cgroup is left
-/// for the administrator rather than a process left waiting forever.
-const WAIT_FOR_INIT_MS: libc::c_int = 60_000;
 
 /// Attempts at each `rmdir` while the kernel still counts an exited task
 /// in the cgroup, one millisecond apart.
 const RMDIR_ATTEMPTS: u32 = 1000;
 
-/// Leave behind a process that waits until `init_pidfd`'s process has
-/// exited and then removes `dirs` (the sandbox's now empty cgroup
-/// directories). Returns false if it could not be started: the caller then
-/// waits for init and removes them itself.
+/// Start a process that waits until both init (`init_pid`, hutch's own
+/// unreaped child, so the pid names it for sure) and hutch have exited,
+/// and then removes `dirs` (the sandbox's cgroup directories). Started
+/// while hutch waits for the sandbox to build its root, so that it costs
+/// the run nothing. It waits for hutch too because a hutch that did not
+/// return early reads the cgroup's figures after init's exit, and removes
+/// the cgroup itself; the remover then finds it gone. Returns false if it
+/// could not be started: hutch then waits for init and removes the cgroup.
 ///
-/// The child runs only raw system calls on memory prepared here, so it is
-/// safe even if another thread of hutch held a lock at the fork; callers
+/// The child runs only raw system calls on memory prepared here; callers
 /// fork only while single-threaded all the same.
-pub fn remove_after_exit(init_pidfd: RawFd, dirs: &[PathBuf]) -> bool {
+pub fn remove_after_exit(init_pid: libc::pid_t, dirs: &[PathBuf]) -> bool {
     let Ok(paths) = dirs
         .iter()
         .map(|d| CString::new(d.as_os_str().as_bytes()))
@@ -42,48 +40,60 @@ pub fn remove_after_exit(init_pidfd: RawFd, dirs: &[PathBuf]) -> bool {
         return false;
     };
     let ptrs: Vec<*const libc::c_char> = paths.iter().map(|p| p.as_ptr()).collect();
+    let pidfd = |pid: libc::pid_t| {
+        // SAFETY: pidfd_open takes integers and returns a new descriptor.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        // SAFETY: a fresh descriptor owned by nobody else.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // SAFETY: getpid cannot fail.
+    let (Some(init), Some(hutch)) = (pidfd(init_pid), pidfd(unsafe { libc::getpid() })) else {
+        return false;
+    };
     // SAFETY: fork has no memory-safety preconditions; the child below
     // touches only `ptrs`/`paths` (already built) and makes raw syscalls.
     let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => false,
-        0 => remover(init_pidfd, &ptrs),
-        _ => true,
+    if pid == 0 {
+        remover([init.as_raw_fd(), hutch.as_raw_fd()], &ptrs);
     }
+    pid > 0
 }
 
 /// The child's whole life: no allocation, no locks, no return.
-fn remover(init_pidfd: RawFd, dirs: &[*const libc::c_char]) -> ! {
-    // SAFETY: raw syscalls on integers, a local pollfd, and the
+fn remover(pidfds: [RawFd; 2], dirs: &[*const libc::c_char]) -> ! {
+    // SAFETY: raw syscalls on integers, a local pollfd array, and the
     // NUL-terminated paths the parent built before the fork.
     unsafe {
-        // Hold no descriptor of the caller's: a `$(hutch run ...)` reads to
-        // the end of hutch's stdout, and locks live as long as their
-        // descriptors.
-        if init_pidfd > 0 {
-            libc::syscall(libc::SYS_close_range, 0u32, (init_pidfd - 1) as u32, 0u32);
+        // The two pidfds on 0 and 1 (copied above 2 first, so that neither
+        // is overwritten by the other), and no descriptor of the caller's:
+        // a `$(hutch run ...)` reads to the end of hutch's stdout, and
+        // locks live as long as their descriptors.
+        let high = pidfds.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 3));
+        if high.contains(&-1) {
+            libc::_exit(1);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            (init_pidfd + 1) as u32,
-            u32::MAX,
-            0u32,
-        );
+        libc::dup2(high[0], 0);
+        libc::dup2(high[1], 1);
+        libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
         // Out of the terminal's process group and session: a Ctrl-C or
         // hang-up meant for the caller's next command is not for this.
         libc::setsid();
-        let mut pfd = libc::pollfd {
-            fd: init_pidfd,
+        let mut pfds = [0, 1].map(|fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        };
-        loop {
-            let n = libc::poll(&mut pfd, 1, WAIT_FOR_INIT_MS);
-            if n > 0 {
-                break;
-            }
-            if n == 0 || *libc::__errno_location() != libc::EINTR {
+        });
+        // As long as the run lasts: init cannot outlive hutch (its
+        // parent-death signal), nor hutch's exit wait for this.
+        while pfds.iter().any(|p| p.fd >= 0) {
+            let n = libc::poll(pfds.as_mut_ptr(), 2, -1);
+            if n < 0 && *libc::__errno_location() != libc::EINTR {
                 libc::_exit(1);
+            }
+            for p in &mut pfds {
+                if p.revents != 0 {
+                    p.fd = -1;
+                }
             }
         }
         // The pidfd is readable once init is a zombie: it left its cgroup
