@@ -75,9 +75,11 @@ fn remover(pidfds: [RawFd; 2], dirs: &[*const libc::c_char]) -> ! {
         libc::dup2(high[0], 0);
         libc::dup2(high[1], 1);
         libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
-        // Out of the terminal's process group and session: a Ctrl-C or
-        // hang-up meant for the caller's next command is not for this.
-        libc::setsid();
+        // A process group of its own: job control (a Ctrl-Z or a `kill %1`
+        // of hutch's job) must not stop or kill it; hutch's blocked signals
+        // (SIGINT, SIGTERM, SIGHUP, ...) stay blocked here. Not a session of
+        // its own: setsid makes a scheduler autogroup, which costs more.
+        libc::setpgid(0, 0);
         let mut pfds = [0, 1].map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
