@@ -7,6 +7,10 @@
 #                                  then drops to hutch-sub, made by
 #                                  scripts/setup-host.sh)
 #
+# hakoniwa, if wanted, from crates.io into /opt/hakoniwa (it links
+# libseccomp): apt-get install libseccomp-dev &&
+# cargo install hakoniwa-cli --root /opt/hakoniwa
+#
 # BENCH_DIR (default /tmp/hutch-bench) holds the fixture: hutch, a busybox
 # rootfs with the static program, the extracted seccomp filters.
 #
