@@ -171,7 +171,15 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         return exec_workload_gated(spec, slave.as_ref(), gate.map(|fd| (fd, fds.error)));
     }
 
-    // 6. Start the workload; this process stays as its pid 1.
+    // 6. Start the workload; this process stays as its pid 1, in a session
+    //    of its own: in hutch's process group it got the user's terminal
+    //    signals (Ctrl-C, a resize) straight from the kernel and forwarded
+    //    them too, so the workload got each twice, and a SIGWINCH before
+    //    hutch had copied the new size onto the sandbox's pty. hutch passes
+    //    every one on through init.
+    // SAFETY: setsid takes no arguments; this process leads no group yet
+    // (it is in hutch's), so it cannot fail.
+    unsafe { libc::setsid() };
     let run_workload = |gate: Option<OwnedFd>| -> Infallible {
         let gate = gate.map(|fd| (fd, fds.error));
         let err = match exec_workload_gated(spec, slave.as_ref(), gate) {
