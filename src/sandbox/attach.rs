@@ -131,22 +131,7 @@ pub fn run_observed(
 
     let signals = SignalFd::new()?;
     let started_at = Instant::now();
-    // An `--rm` run with a cgroup gets its remover while the child builds
-    // its root (see `teardown`), so that it can return before init exits.
-    let mut remover = false;
-    let started = spawn::start_with(spec, stdio, &mut |pid| {
-        observer.released(pid)?;
-        if let Some(cg) = spec
-            .limits
-            .cgroup
-            .as_ref()
-            .filter(|_| observer.detach_teardown())
-        {
-            let dirs: Vec<_> = cg.dirs.values().cloned().collect();
-            remover = teardown::remove_after_exit(pid, &dirs);
-        }
-        Ok(())
-    });
+    let started = spawn::start_with(spec, stdio, &mut |pid| observer.released(pid));
     drop(devnull);
     let mut running = match started {
         Ok(r) => r,
@@ -155,6 +140,20 @@ pub fn run_observed(
             return Err(e);
         }
     };
+    // An `--rm` run with a cgroup gets its remover (see `teardown`) so
+    // that it can return before init exits: forked now, while the workload
+    // runs and before hutch starts a thread. (Forked while the child built
+    // its root, its start in the kernel held up the child's detaching of
+    // the old root, which waits for an expedited RCU grace period.)
+    let remover = spec
+        .limits
+        .cgroup
+        .as_ref()
+        .filter(|_| observer.detach_teardown())
+        .is_some_and(|cg| {
+            let dirs: Vec<_> = cg.dirs.values().cloned().collect();
+            teardown::remove_after_exit(running.pid, &dirs)
+        });
     let mut stdin_to = stdin_pipe.map(|(_, w)| w);
     if !is_tty(0) {
         if let Some(pipe) = stdin_to.take() {

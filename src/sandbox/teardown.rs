@@ -23,8 +23,7 @@ const RMDIR_ATTEMPTS: u32 = 1000;
 /// Start a process that waits until both init (`init_pid`, hutch's own
 /// unreaped child, so the pid names it for sure) and hutch have exited,
 /// and then removes `dirs` (the sandbox's cgroup directories). Started
-/// while hutch waits for the sandbox to build its root, so that it costs
-/// the run nothing. It waits for hutch too because a hutch that did not
+/// while the workload runs, so that it costs the run nothing. It waits for hutch too because a hutch that did not
 /// return early reads the cgroup's figures after init's exit, and removes
 /// the cgroup itself; the remover then finds it gone. Returns false if it
 /// could not be started: hutch then waits for init and removes the cgroup.
