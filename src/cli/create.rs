@@ -94,6 +94,17 @@ impl Attached {
         self.config.auto_remove
     }
 
+    /// Remove an `--rm` container as far as anyone can see (its name and
+    /// config.json), leaving [`Attached::leftovers`] to the remover.
+    pub fn retire(self) -> Result<(), ContainerError> {
+        self.store.retire_own(&self.config)
+    }
+
+    /// What [`Attached::retire`] leaves, for the remover.
+    pub fn leftovers(&self) -> Vec<crate::sandbox::teardown::Step> {
+        self.store.leftovers(&self.config.id)
+    }
+
     /// Record how the foreground run ended, or remove an `--rm` container.
     pub fn finish(self, exit: Result<Exit, String>) -> Result<(), ContainerError> {
         let keep = !self.config.auto_remove;

@@ -81,7 +81,7 @@ pub enum RunError {
 pub struct RunArgs {
     /// Print help
     #[arg(long, action = ArgAction::Help)]
-    help: Option<bool>,
+    pub(crate) help: Option<bool>,
 
     /// Use DIR as the root filesystem (never modified: writes go to an overlay)
     #[arg(long, value_name = "DIR")]
@@ -287,19 +287,33 @@ impl attach::Observer for Foreground {
         Ok(())
     }
 
-    /// An `--rm` record goes while init's namespaces are torn down. A kept
-    /// one is marked exited only once init is gone: until then its mounts
-    /// still hold the writable layer a `start` would mount again.
-    fn ended(&mut self, exit: Exit) {
+    /// An `--rm` record goes while init's namespaces are torn down (with
+    /// a remover, only its name and config.json: the container is gone,
+    /// and the remover removes the rest after hutch's exit). A kept one is
+    /// marked exited only once init is gone: until then its mounts still
+    /// hold the writable layer a `start` would mount again.
+    fn ended(&mut self, exit: Exit, remover: bool) {
         if self.recorded.as_ref().is_some_and(|r| r.auto_remove()) {
             if let Some(r) = self.recorded.take() {
-                self.finish_error = r.finish(Ok(exit)).err();
+                let done = if remover {
+                    r.retire()
+                } else {
+                    r.finish(Ok(exit))
+                };
+                self.finish_error = done.err();
             }
         }
     }
 
     fn detach_teardown(&self) -> bool {
         self.rm
+    }
+
+    fn leftovers(&self) -> Vec<crate::sandbox::teardown::Step> {
+        self.recorded
+            .as_ref()
+            .filter(|r| r.auto_remove())
+            .map_or_else(Vec::new, |r| r.leftovers())
     }
 }
 

@@ -159,8 +159,9 @@ pub fn listen(id: &str) -> std::io::Result<OwnedFd> {
 
 /// Remove container `id`'s socket.
 pub fn unlink(id: &str) {
-    if let Ok(p) = socket_path(id) {
-        let _ = std::fs::remove_file(p);
+    // Not socket_path, which makes the directory: nothing to unlink there.
+    if let Ok(dir) = paths::runtime_dir() {
+        let _ = std::fs::remove_file(dir.join("attach").join(format!("{id}.sock")));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where containers live: `<data dir>/containers/<id>/` holds `config.json`
-//! (fixed at create), `state.json` (rewritten atomically under the lock),
-//! `lock` (flock), the log files and the overlay's `upper` and `work`.
+//! (fixed at create), `state.json` (rewritten atomically under the lock,
+//! a flock of the directory itself), the log files and the overlay's
+//! `upper` and `work`.
 //! `<data dir>/containers/names/<name>` is a symlink to the id: creating it
 //! is the atomic test-and-set that keeps names unique without a global lock.
 
@@ -14,12 +15,12 @@ use super::state::State;
 use super::time;
 use super::ContainerError;
 use crate::paths;
+use crate::sandbox::teardown::Step;
 
 type R<T> = Result<T, ContainerError>;
 
 pub const CONFIG: &str = "config.json";
 pub const STATE: &str = "state.json";
-pub const LOCK: &str = "lock";
 /// How many emptied container directories are kept for reuse
 /// (`.spare0`...): one per concurrent `--rm` run is enough.
 const SPARES: usize = 4;
@@ -57,7 +58,7 @@ pub struct Container {
     _lock: Lock,
 }
 
-/// An exclusive flock on a container's lock file.
+/// An exclusive flock on a container's directory.
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
@@ -377,6 +378,43 @@ impl Store {
         (0..SPARES).any(|slot| rename_noreplace(dir, &self.dir.join(format!(".spare{slot}"))))
     }
 
+    /// Remove container `config` from view at once, under its lock: its
+    /// name, its attach socket and its config.json, after which it does
+    /// not exist. What is left of its directory is [`Store::leftovers`],
+    /// for the remover of an `--rm` run to remove after hutch's exit.
+    pub fn retire_own(&self, config: &Config) -> R<()> {
+        let dir = self.container_dir(&config.id);
+        let _lock = Lock::take(&dir)?;
+        let link = self.name_link(&config.name);
+        if Self::links_to(&link, &config.id) {
+            let _ = std::fs::remove_file(&link);
+        }
+        super::attach::unlink(&config.id);
+        let file = dir.join(CONFIG);
+        std::fs::remove_file(&file).map_err(|e| match e.kind() {
+            // Removed meanwhile (`hutch rm -f`), as update_own says.
+            std::io::ErrorKind::NotFound => ContainerError::NoSuch(config.name.clone()),
+            _ => ContainerError::io("cannot remove", &file, e),
+        })
+    }
+
+    /// What [`Store::retire_own`] leaves of container `id`, as steps of a
+    /// remover: only if its config.json is gone, its state.json, then its
+    /// directory, parked for the next container as [`Store::park`] does.
+    pub fn leftovers(&self, id: &str) -> Vec<Step> {
+        let dir = self.container_dir(id);
+        vec![
+            Step::StopIfExists(dir.join(CONFIG)),
+            Step::Unlink(dir.join(STATE)),
+            Step::Park {
+                to: (0..SPARES)
+                    .map(|slot| self.dir.join(format!(".spare{slot}")))
+                    .collect(),
+                dir,
+            },
+        ]
+    }
+
     /// Take container `config`'s lock and update its state with `f`,
     /// without reading `config.json` again (it holds the compiled policy
     /// and is large): for the foreground run that made the container and
@@ -467,22 +505,21 @@ impl NamesLock {
 
 impl Lock {
     /// Block until we hold the container's lock.
+    /// The directory itself is locked, not a file in it: a lock file would
+    /// be one more file to create and remove on every `--rm` run.
     pub fn take(dir: &Path) -> R<Lock> {
-        let path = dir.join(LOCK);
+        let path = dir;
         let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+            .open(path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => ContainerError::NoSuch(
                     dir.file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                 ),
-                _ => ContainerError::io("cannot open lock", &path, e),
+                _ => ContainerError::io("cannot open lock", path, e),
             })?;
         loop {
             // SAFETY: flock on a descriptor we own.
@@ -492,7 +529,7 @@ impl Lock {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(ContainerError::io("cannot lock", &path, e));
+                return Err(ContainerError::io("cannot lock", path, e));
             }
         }
     }

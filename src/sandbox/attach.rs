@@ -48,8 +48,10 @@ pub trait Observer {
     /// The workload ended with `exit` and init is exiting, which takes a
     /// while (its namespaces are torn down), so work that needs neither
     /// init gone nor the run's figures is done here: an `--rm` container's
-    /// record is removed.
-    fn ended(&mut self, exit: Exit);
+    /// record is removed. With `remover`, a remover started with
+    /// [`Observer::leftovers`] finishes after hutch's exit, and only what
+    /// must be gone before hutch returns is removed here.
+    fn ended(&mut self, exit: Exit, remover: bool);
 
     /// Whether hutch may return before init has exited and the cgroup is
     /// removed, once every other process of the sandbox is gone: a remover
@@ -57,6 +59,11 @@ pub trait Observer {
     /// for an `--rm` run, whose cgroup no later start makes again.
     fn detach_teardown(&self) -> bool {
         false
+    }
+
+    /// What the remover removes after the cgroup, once hutch has exited.
+    fn leftovers(&self) -> Vec<teardown::Step> {
+        Vec::new()
     }
 }
 
@@ -67,7 +74,7 @@ impl Observer for Unobserved {
         Ok(())
     }
 
-    fn ended(&mut self, _: Exit) {}
+    fn ended(&mut self, _: Exit, _: bool) {}
 }
 
 /// As [`run_with`], telling `observer` when the workload is released and
@@ -151,8 +158,9 @@ pub fn run_observed(
         .as_ref()
         .filter(|_| observer.detach_teardown())
         .is_some_and(|cg| {
-            let dirs: Vec<_> = cg.dirs.values().cloned().collect();
-            teardown::remove_after_exit(running.pid, &dirs)
+            let cgroups = cg.dirs.values().cloned().map(teardown::Step::RemoveCgroup);
+            let steps: Vec<_> = cgroups.chain(observer.leftovers()).collect();
+            teardown::remove_after_exit(running.pid, &steps)
         });
     let mut stdin_to = stdin_pipe.map(|(_, w)| w);
     if !is_tty(0) {
@@ -324,7 +332,7 @@ impl Relay<'_> {
             if fds[2].revents != 0 {
                 ended = true;
                 if let Some(exit) = running.workload_ended() {
-                    self.observer.ended(exit);
+                    self.observer.ended(exit, self.remover);
                     detach = self.remover;
                 }
             }
