@@ -42,11 +42,19 @@ impl Delegation {
     /// to each hierarchy's root), the process's own cgroup, or
     /// `user/<login name>` under each v1 controller.
     pub fn find() -> Option<Delegation> {
+        Delegation::find_for(|_| true)
+    }
+
+    /// [`Delegation::find`], looking on cgroup v1 only for the controllers
+    /// `wanted` says a run needs: each one looked for is a few lookups in
+    /// /sys/fs/cgroup on every run.
+    pub fn find_for(wanted: impl Fn(&str) -> bool) -> Option<Delegation> {
         Delegation::find_in(
             Path::new(ROOT),
             &own_cgroups(),
             std::env::var("HUTCH_CGROUP_PARENT").ok(),
             login_name,
+            wanted,
         )
     }
 
@@ -59,6 +67,7 @@ impl Delegation {
         own: &BTreeMap<String, String>,
         env: Option<String>,
         login: impl Fn() -> Option<String>,
+        wanted: impl Fn(&str) -> bool,
     ) -> Option<Delegation> {
         if root.join("cgroup.controllers").exists() {
             let rel = env.or_else(|| own.get("").cloned())?;
@@ -73,11 +82,9 @@ impl Delegation {
         }
         let name = std::cell::OnceCell::new();
         let mut parents = BTreeMap::new();
-        for ctrl in V1_CONTROLLERS {
+        for ctrl in V1_CONTROLLERS.iter().filter(|c| wanted(c)) {
+            // A controller not mounted here has no writable candidate.
             let mount = root.join(ctrl);
-            if !mount.join("cgroup.procs").exists() {
-                continue;
-            }
             let found = env
                 .iter()
                 .chain(own.get(*ctrl))
@@ -197,15 +204,7 @@ impl Cgroup {
                 }
             }
             Delegation::V1 { parents } => {
-                // Only the controllers this run needs: each is a directory
-                // to make and remove.
-                let wanted = |c: &str| match c {
-                    "memory" => limits.memory.is_some() || limits.memory_swap.is_some(),
-                    "pids" => limits.pids.is_some(),
-                    "cpu" => limits.cpus.is_some() || limits.cpu_shares.is_some(),
-                    "cpuacct" => limits.cpu_time_ms.is_some(),
-                    other => also.contains(&other),
-                };
+                let wanted = |c: &str| needs_v1(limits, c) || also.contains(&c);
                 for (ctrl, parent) in parents.iter().filter(|(c, _)| wanted(c)) {
                     let dir = parent.join(name);
                     cg.dirs.insert(ctrl.clone(), dir);
@@ -439,10 +438,27 @@ fn num(text: Option<String>) -> Option<u64> {
     text?.trim().parse::<u64>().ok()
 }
 
+/// Whether `limits` needs v1 controller `ctrl`: only those are made (each
+/// is a directory to make and remove on every run).
+pub fn needs_v1(limits: &Limits, ctrl: &str) -> bool {
+    match ctrl {
+        "memory" => limits.memory.is_some() || limits.memory_swap.is_some(),
+        "pids" => limits.pids.is_some(),
+        "cpu" => limits.cpus.is_some() || limits.cpu_shares.is_some(),
+        "cpuacct" => limits.cpu_time_ms.is_some(),
+        _ => false,
+    }
+}
+
 /// Make `dir` and any missing parent (a nested path under the delegated
-/// parent, as an OCI `cgroupsPath` asks).
+/// parent, as an OCI `cgroupsPath` asks): one mkdir when the parent
+/// exists, as it usually does (create_dir_all would stat `dir` first).
 fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
-    match std::fs::create_dir_all(dir) {
+    match std::fs::create_dir(dir).or_else(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists if dir.is_dir() => Ok(()),
+        std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir),
+        _ => Err(e),
+    }) {
         Ok(()) => Ok(()),
         Err(source) => Err(CgroupError::Io {
             what: "create cgroup",
@@ -529,8 +545,10 @@ mod tests {
             Some("alice".to_string())
         };
 
-        // $HUTCH_CGROUP_PARENT names writable cgroups: no passwd lookup.
-        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login);
+        // $HUTCH_CGROUP_PARENT names writable cgroups of every controller
+        // wanted: no passwd lookup.
+        let mounted = |c: &str| c == "memory" || c == "pids";
+        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login, mounted);
         let want: BTreeMap<String, PathBuf> = [
             ("memory".to_string(), root.join("memory/jobs")),
             ("pids".to_string(), root.join("pids/jobs")),
@@ -539,6 +557,13 @@ mod tests {
         assert_eq!(d, Some(Delegation::V1 { parents: want }));
         assert_eq!(calls.get(), 0);
 
+        // Only the controllers a run wants are looked for.
+        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login, |c| {
+            c == "pids"
+        });
+        let want: BTreeMap<String, PathBuf> = [("pids".to_string(), root.join("pids/jobs"))].into();
+        assert_eq!(d, Some(Delegation::V1 { parents: want }));
+
         // Own cgroups at the hierarchy's root are never candidates; an
         // unwritable one falls through to user/<login>, looked up once.
         let d = Delegation::find_in(
@@ -546,6 +571,7 @@ mod tests {
             &own(&[("memory", "/"), ("pids", "/elsewhere")]),
             Some("/missing".into()),
             login,
+            |_| true,
         );
         let want: BTreeMap<String, PathBuf> =
             [("memory".to_string(), root.join("memory/user/alice"))].into();
@@ -553,7 +579,10 @@ mod tests {
         assert_eq!(calls.get(), 1);
 
         // Nothing writable at all.
-        assert_eq!(Delegation::find_in(&root, &own(&[]), None, || None), None);
+        assert_eq!(
+            Delegation::find_in(&root, &own(&[]), None, || None, |_| true),
+            None
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -568,15 +597,18 @@ mod tests {
 
         std::fs::write(&control, "cpu memory pids").unwrap();
         assert_eq!(
-            Delegation::find_in(&root, &mine, None, no_login),
+            Delegation::find_in(&root, &mine, None, no_login, |_| true),
             Some(Delegation::V2 {
                 parent: root.join("user.slice/me")
             })
         );
         std::fs::write(&control, "cpu pids").unwrap();
-        assert_eq!(Delegation::find_in(&root, &mine, None, no_login), None);
         assert_eq!(
-            Delegation::find_in(&root, &mine, Some("/missing".into()), no_login),
+            Delegation::find_in(&root, &mine, None, no_login, |_| true),
+            None
+        );
+        assert_eq!(
+            Delegation::find_in(&root, &mine, Some("/missing".into()), no_login, |_| true),
             None
         );
         std::fs::remove_dir_all(&root).unwrap();

@@ -193,7 +193,8 @@ impl Enforcement {
     /// Decide how to enforce `limits` here, creating the sandbox's cgroup
     /// (named `id`) when a delegated subtree exists.
     pub fn plan(limits: &Limits, id: &str) -> Result<Enforcement, LimitError> {
-        let cgroup = match limits.needs_cgroup().then(Delegation::find).flatten() {
+        let find = || Delegation::find_for(|c| super::cgroup::needs_v1(limits, c));
+        let cgroup = match limits.needs_cgroup().then(find).flatten() {
             Some(d) => Some(Cgroup::create(&d, id, limits)?),
             None => None,
         };
