@@ -54,7 +54,9 @@ impl<'a> Watch<'a> {
             breach: None,
             peak_watched_rss_kib: 0,
             last_watched_cpu: Duration::ZERO,
-            next_sample: start,
+            // The first sample a tick in: at the start there is nothing to
+            // measure yet, and reading the cgroup then delays the run.
+            next_sample: start + WATCHDOG_TICK,
             walker: watchdog::Walker::new(),
         }
     }
