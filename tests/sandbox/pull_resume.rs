@@ -228,12 +228,15 @@ fn relay(
     let current: Arc<Mutex<Option<usize>>> = Arc::default();
     let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (log2, current2) = (log.clone(), current.clone());
-    // Requests: forwarded as they come, their heads logged (GETs, no bodies).
+    // Requests: their heads logged (GETs, no bodies), then forwarded as
+    // they came: logged first, so that no answer can come back before its
+    // request is the current one (under load it did, and was counted as
+    // the previous request's).
     std::thread::spawn(move || {
         let mut pending = Vec::new();
         let mut buf = [0u8; 16384];
         while let Ok(n) = c_in.read(&mut buf) {
-            if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+            if n == 0 {
                 break;
             }
             pending.extend_from_slice(&buf[..n]);
@@ -255,6 +258,9 @@ fn relay(
                     ..Proxied::default()
                 });
                 *current2.lock().unwrap() = Some(log.len() - 1);
+            }
+            if s_out.write_all(&buf[..n]).is_err() {
+                break;
             }
         }
         let _ = s_out.shutdown(Shutdown::Write);
