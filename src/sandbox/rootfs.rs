@@ -7,7 +7,7 @@
 //! mount to a host path.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -590,19 +590,20 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
     let devfd = ensure_target(root, Path::new("/dev"), true)?;
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
-        if !host.exists() {
-            continue;
-        }
-        let node = ensure_target(&devfd, Path::new(name), false)?;
+        let fail = |e: io::Error| SetupError::io("cannot bind device", on(&host), &e);
+        // The host's node first: one the host lacks is left out.
+        let tree = match sys::open_tree_clone(&host) {
+            Ok(tree) => tree,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(fail(e)),
+        };
         // The one bind that must let a device node through: no nodev.
-        bind_with(
-            &host,
-            &node,
-            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
-        )
-        .map_err(|e| SetupError::io("cannot bind device", on(&host), &e))?;
+        let set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+        sys::mount_setattr(tree.as_raw_fd(), set, 0).map_err(fail)?;
+        let node = make_in_new_dir(&devfd, "/dev", name, false)?;
+        sys::move_mount_to_fd(tree.as_raw_fd(), node.as_raw_fd()).map_err(fail)?;
     }
-    let pts = ensure_target(&devfd, Path::new("pts"), true)?;
+    let pts = make_in_new_dir(&devfd, "/dev", "pts", true)?;
     sys::mount(
         Some("devpts"),
         Path::new(&sys::fd_path(&pts)),
@@ -635,6 +636,44 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
         })?;
     }
     Ok(())
+}
+
+/// Make `name` (a directory, or an empty file to mount a node on) in
+/// `dir` (`shown` in messages), a filesystem this sandbox just mounted and nothing else has
+/// written: no path to resolve and nothing there yet, so one call (two for
+/// a directory) instead of [`ensure_target`]'s walk; `O_EXCL` and
+/// `O_NOFOLLOW` all the same.
+fn make_in_new_dir(dir: &OwnedFd, shown: &str, name: &str, is_dir: bool) -> R<OwnedFd> {
+    let fail = |e: io::Error| {
+        SetupError::io(
+            "cannot create mount point",
+            on(Path::new(shown).join(name)),
+            &e,
+        )
+    };
+    let c = sys::cstr(Path::new(name)).map_err(fail)?;
+    let flags = libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: `dir` is an open directory fd and `c` a valid C string.
+    let fd = unsafe {
+        if is_dir {
+            if libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) < 0 {
+                return Err(fail(io::Error::last_os_error()));
+            }
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_PATH | libc::O_DIRECTORY,
+            )
+        } else {
+            let create = flags | libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
+            libc::openat(dir.as_raw_fd(), c.as_ptr(), create, 0o644)
+        }
+    };
+    if fd < 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A detached, read-only, nosuid, nodev, noexec bind of a new empty
