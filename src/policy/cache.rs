@@ -235,7 +235,9 @@ pub fn policy_path(dir: &Path, key: &str) -> PathBuf {
 pub fn load_policy(dir: &Path, key: &str) -> Option<Policy> {
     use std::io::Read;
     let f = std::fs::File::open(policy_path(dir, key)).ok()?;
-    let mut data = Vec::new();
+    // Room for a shipped policy's entry up front: read in one call, not
+    // in steps from 32 bytes up.
+    let mut data = Vec::with_capacity(16 << 10);
     f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut data).ok()?;
     let rest = data.strip_prefix(POLICY_MAGIC.as_slice())?;
     let (format, rest) = rest.split_first_chunk::<4>()?;

@@ -299,7 +299,7 @@ impl Cgroup {
 
     fn read(&self, ctrl: &str, file: &str) -> Option<String> {
         let dir = self.dirs.get(if self.v2 { "unified" } else { ctrl })?;
-        std::fs::read_to_string(dir.join(file)).ok()
+        read_small(&dir.join(file))
     }
 
     /// CPU time of everything in the cgroup so far, in nanoseconds: the
@@ -340,7 +340,7 @@ impl Cgroup {
             .iter()
             .find_map(|c| self.dirs.get(*c))
             .or_else(|| self.dirs.values().next())?;
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+        let procs = read_small(&dir.join("cgroup.procs"))?;
         match procs.trim() {
             "" => Some(false),
             only if only.parse::<i32>() == Ok(pid) => Some(true),
@@ -438,6 +438,20 @@ fn num(text: Option<String>) -> Option<u64> {
     text?.trim().parse::<u64>().ok()
 }
 
+/// A small kernel file (cgroup, /proc): its size says 0, so std's
+/// read_to_string would stat it, then read it in growing steps from 32
+/// bytes; a run reads several, some when it has ended and hutch is about
+/// to return. Into room for 4 KiB at once: the text, then end of file.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
 /// Whether `limits` needs v1 controller `ctrl`: only those are made (each
 /// is a directory to make and remove on every run).
 pub fn needs_v1(limits: &Limits, ctrl: &str) -> bool {
@@ -489,7 +503,7 @@ fn writable(dir: &Path) -> bool {
 
 /// controller -> path of this process's cgroup ("" for the v2 hierarchy).
 fn own_cgroups() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let text = read_small(Path::new("/proc/self/cgroup")).unwrap_or_default();
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');

@@ -45,7 +45,8 @@ impl RootFiles {
             let dir = std::fs::File::open(layer).ok()?;
             let fd: OwnedFd = sys::open_in_root(dir.as_raw_fd(), path, libc::O_RDONLY).ok()?;
             let mut f = std::fs::File::from(fd);
-            let mut s = String::new();
+            // Room for an image's usual passwd or group file at once.
+            let mut s = String::with_capacity(4096);
             f.by_ref().take(MAX_DB_SIZE).read_to_string(&mut s).ok()?;
             Some(s)
         })
