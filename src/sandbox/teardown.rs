@@ -89,9 +89,11 @@ struct Job {
 /// exit leaves its memory to the remover, which unmaps it after the run.
 /// So the remover touches only what is built here and leaked: it runs raw
 /// system calls on its own stack, takes no lock and allocates nothing.
-/// libc records a failed call's error in the calling thread's `errno`,
-/// which the remover shares with hutch's main thread: its calls that can
-/// fail run only once hutch has exited. Callers are single-threaded.
+/// It shares hutch's main thread's thread pointer too: libc records a
+/// failed call's error in that thread's `errno` (the remover's calls that
+/// can fail run only once hutch has exited), and its wait while hutch
+/// runs is a bare system call, not a libc cancellation point, which would
+/// mark that thread's descriptor. Callers are single-threaded.
 pub fn remove_after_exit(init_pid: libc::pid_t, steps: &[Step]) -> bool {
     let Some(raw) = steps.iter().map(RawStep::new).collect::<Option<Vec<_>>>() else {
         return false;
@@ -177,9 +179,23 @@ fn remover(job: &Job) -> ! {
         });
         // As long as the run lasts: init cannot outlive hutch (its
         // parent-death signal), nor hutch's exit wait for this. The remover
-        // has no signal handler, so poll is never interrupted.
+        // has no signal handler, so the wait is never interrupted. ppoll
+        // through syscall(2), not libc's poll: a cancellation point marks
+        // the calling thread's descriptor, which is hutch's main thread's
+        // here (shared memory and thread pointer), around the wait.
         while pfds.iter().any(|p| p.fd >= 0) {
-            if libc::poll(pfds.as_mut_ptr(), 2, -1) < 0 {
+            let forever = std::ptr::null::<libc::timespec>();
+            let no_mask = std::ptr::null::<libc::sigset_t>();
+            let (nfds, mask_size) = (pfds.len() as libc::c_ulong, 0 as libc::size_t);
+            if libc::syscall(
+                libc::SYS_ppoll,
+                pfds.as_mut_ptr(),
+                nfds,
+                forever,
+                no_mask,
+                mask_size,
+            ) < 0
+            {
                 libc::_exit(1);
             }
             for p in &mut pfds {
