@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Judge throughput: sandboxed runs per second of a tiny static program,
 # sequentially and on two workers, hutch beside bwrap and hakoniwa (when
-# installed), all in one run so the ratios hold on a noisy machine.
+# installed), all in one run so the ratios hold on a noisy machine; then
+# the median wall time of single runs interleaved run by run.
 #
 #   bench/judge.sh [RUNS]          as an unprivileged user (or as root: it
 #                                  then drops to hutch-sub, made by
@@ -110,16 +111,36 @@ for _ in $(seq "$rounds"); do
         done
     done
 done
+# Interleaved single runs: every round runs each sandbox once, in a new
+# shuffled order, timed with bash's clock (no process to start for it):
+# work a run leaves behind (exits, kernel cleanup) then falls on whichever
+# sandbox runs next, not on the same one's next run as in the chunks above.
+declare -A us
+for _ in $(seq "$runs"); do
+    for name in $(printf '%s\n' "${!cmd[@]}" | shuf); do
+        t0=${EPOCHREALTIME/./}
+        sh -c "${cmd[$name]} >/dev/null 2>&1" || true
+        t1=${EPOCHREALTIME/./}
+        us[$name]+="$((t1 - t0)) "
+    done
+done
+median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A med
+for name in "${!cmd[@]}"; do med[$name]=$(median "${us[$name]}"); done
+
 declare -A r1 r2
 for name in "${!cmd[@]}"; do
     r1[$name]=$(( chunk * rounds * 1000000000 / ns1[$name] ))
     r2[$name]=$(( chunk * rounds * 1000000000 / ns2[$name] ))
 done
-printf '%-14s %11s %11s %18s %18s %8s\n' sandbox "runs/s (1)" "runs/s (2)" "hutch-judge/x (1)" "hutch-judge/x (2)" failed
+printf '%-14s %11s %11s %18s %18s %11s %11s %8s\n' sandbox "runs/s (1)" "runs/s (2)" \
+    "hutch-judge/x (1)" "hutch-judge/x (2)" "median ms" "h-j/x (med)" failed
 for name in "${order[@]}"; do
     [ -n "${r1[$name]:-}" ] || continue
-    printf '%-14s %11s %11s %18s %18s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
+    printf '%-14s %11s %11s %18s %18s %11s %11s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
         "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch-judge]}/${r1[$name]}}")" \
         "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")" \
+        "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/1000}")" \
+        "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/${med[hutch-judge]}}")" \
         "${fail[$name]}"
 done
