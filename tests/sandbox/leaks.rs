@@ -7,9 +7,12 @@ use std::os::unix::fs::MetadataExt;
 use crate::harness::{fixtures_dir, hutch, scratch, Hutch, User};
 
 const RUNS: usize = 200;
-/// Names this test run's sandboxes (other runs may share the machine).
-fn marker() -> String {
-    format!("hutch-leak-check-marker-{}", std::process::id())
+const LEAK: &str = "leak-check";
+const RM_LEAK: &str = "rm-leak-check";
+/// Names this test run's sandboxes (other runs may share the machine), a
+/// tag apart for each test (neither tag's marker contains the other's).
+fn marker(tag: &str) -> String {
+    format!("hutch-{tag}-marker-{}", std::process::id())
 }
 
 fn listing(dir: &std::path::Path) -> BTreeSet<String> {
@@ -26,14 +29,14 @@ fn listing(dir: &std::path::Path) -> BTreeSet<String> {
     out
 }
 
-fn processes_with_marker() -> Vec<String> {
+fn processes_with_marker(tag: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&marker()) {
+        if cmd.contains(&marker(tag)) {
             out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
         }
     }
@@ -57,7 +60,7 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
             "-c",
             &format!(
                 ": {}; trap 'exit 0' USR1; echo ready; while :; do sleep 1000 & wait $!; done",
-                marker()
+                marker(LEAK)
             ),
         ])
         .spawn();
@@ -85,6 +88,27 @@ fn hutch_fds_while_running(data: &std::path::Path, runtime: &std::path::Path) ->
     live.signal(libc::SIGUSR1);
     assert_eq!(live.finish().code, 0);
     n
+}
+
+/// What is left in the data dir, and what an empty store holds. Each run
+/// was a container while it ran (as in Docker); only the store's empty
+/// index may be left, and at most a few emptied container directories
+/// parked for reuse (`.spareN`: anything in one would be listed as its own
+/// entry and fail the comparison).
+fn store_left(data: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let empty_store: BTreeSet<_> = [data.join("containers"), data.join("containers/names")]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let parked: BTreeSet<_> = (0..4)
+        .map(|n| {
+            data.join(format!("containers/.spare{n}"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let left: BTreeSet<_> = listing(data).difference(&parked).cloned().collect();
+    (left, empty_store)
 }
 
 fn isolated(data: &std::path::Path, runtime: &std::path::Path) -> Hutch {
@@ -125,7 +149,7 @@ fn two_hundred_runs_leave_nothing_behind() {
             .args([
                 "sh",
                 "-c",
-                &format!(": {}; ls /proc/self/fd | tr '\\n' ' '", marker()),
+                &format!(": {}; ls /proc/self/fd | tr '\\n' ' '", marker(LEAK)),
             ])
             .run();
         // The workload gets stdin, stdout, stderr and nothing else (3 is
@@ -140,24 +164,9 @@ fn two_hundred_runs_leave_nothing_behind() {
         mounts_before,
         "the host's mount table changed"
     );
-    assert_eq!(processes_with_marker(), Vec::<String>::new());
-    // Each run was a container while it ran (as in Docker); only the
-    // store's empty index is left, and at most a few emptied container
-    // directories parked for reuse (`.spareN`: anything in one would be
-    // listed as its own entry and fail this).
-    let empty_store: BTreeSet<_> = [data.join("containers"), data.join("containers/names")]
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let parked: BTreeSet<_> = (0..4)
-        .map(|n| {
-            data.join(format!("containers/.spare{n}"))
-                .display()
-                .to_string()
-        })
-        .collect();
-    let left: BTreeSet<_> = listing(&data).difference(&parked).cloned().collect();
-    assert_eq!(left, empty_store, "the data dir is not empty");
+    assert_eq!(processes_with_marker(LEAK), Vec::<String>::new());
+    let (left, empty) = store_left(&data);
+    assert_eq!(left, empty, "the data dir is not empty");
     assert_eq!(listing(&runtime), dirs_after_first, "the runtime dir grew");
     let tmp_after = user_tmp_entries(uid);
     assert!(
@@ -165,4 +174,43 @@ fn two_hundred_runs_leave_nothing_behind() {
         "new entries in /tmp: {:?}",
         tmp_after.difference(&tmp_before).collect::<Vec<_>>()
     );
+}
+
+/// `--rm` runs with a cgroup return before init has exited and leave the
+/// rest to a remover (`sandbox::teardown`): the cgroup, and the record's
+/// state file and directory, which it parks. Once the removers are done
+/// the store is as empty as after runs without one.
+#[test]
+fn rm_runs_with_a_cgroup_leave_their_record_to_the_remover_and_nothing_behind() {
+    let user = User::Sub;
+    let info = hutch(user).args(["info", "--format", "json"]).run();
+    let info: serde_json::Value = serde_json::from_str(info.ok()).unwrap();
+    let memory = info["limits"]["memory"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !memory.starts_with("cgroup") {
+        eprintln!(
+            "{user:?} has no delegated cgroup here (memory by {memory}): no remover to check"
+        );
+        return;
+    }
+    let data = scratch(user, "leak-rm-data");
+    let runtime = scratch(user, "leak-rm-runtime");
+    for i in 0..20 {
+        let out = isolated(&data, &runtime)
+            .args(["-m", "64m", "--time-limit", "5", "--pids-limit", "16"])
+            .args(["sh", "-c", &format!(": {}; echo ran", marker(RM_LEAK))])
+            .run();
+        assert_eq!(out.ok(), "ran\n", "run {i}: {out:?}");
+    }
+    // The last removers may still be waiting for their init's exit.
+    let until = std::time::Instant::now() + crate::harness::TIMEOUT;
+    let (mut left, empty) = store_left(&data);
+    while left != empty && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        left = store_left(&data).0;
+    }
+    assert_eq!(left, empty, "the data dir is not empty");
+    assert_eq!(processes_with_marker(RM_LEAK), Vec::<String>::new());
 }
