@@ -504,22 +504,21 @@ impl NamesLock {
 }
 
 impl Lock {
-    /// Block until we hold the container's lock.
-    /// The directory itself is locked, not a file in it: a lock file would
-    /// be one more file to create and remove on every `--rm` run.
+    /// Block until we hold the container's lock. The directory itself is
+    /// locked, not a file in it: a lock file would be one more file to
+    /// create and remove on every `--rm` run.
     pub fn take(dir: &Path) -> R<Lock> {
-        let path = dir;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
-            .open(path)
+            .open(dir)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => ContainerError::NoSuch(
                     dir.file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                 ),
-                _ => ContainerError::io("cannot open lock", path, e),
+                _ => ContainerError::io("cannot open lock", dir, e),
             })?;
         loop {
             // SAFETY: flock on a descriptor we own.
@@ -529,7 +528,7 @@ impl Lock {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(ContainerError::io("cannot lock", path, e));
+                return Err(ContainerError::io("cannot lock", dir, e));
             }
         }
     }

@@ -148,8 +148,8 @@ pub fn run_observed(
         }
     };
     // An `--rm` run with a cgroup gets its remover (see `teardown`) so
-    // that it can return before init exits: forked now, while the workload
-    // runs and before hutch starts a thread. (Forked while the child built
+    // that it can return before init exits: started now, while the workload
+    // runs and before hutch starts a thread. (Started while the child built
     // its root, its start in the kernel held up the child's detaching of
     // the old root, which waits for an expedited RCU grace period.)
     let remover = spec
@@ -278,7 +278,8 @@ struct Relay<'a> {
     stdin_to: Option<OwnedFd>,
     watch: Watch<'a>,
     observer: &'a mut dyn Observer,
-    /// A process of its own removes the cgroup once init has exited.
+    /// A process of its own removes the cgroup and what is left of the
+    /// record once init and hutch have exited.
     remover: bool,
 }
 

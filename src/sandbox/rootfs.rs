@@ -414,9 +414,16 @@ fn bind(source: &Path, target: &OwnedFd, readonly: bool) -> io::Result<()> {
 
 /// A recursive bind of `source` onto `target` with the mount attributes `set`.
 fn bind_with(source: &Path, target: &OwnedFd, set: u64) -> io::Result<()> {
+    let tree = tree_with(source, set)?;
+    sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
+}
+
+/// A detached recursive bind of `source` with the mount attributes `set`,
+/// ready to be moved onto a mount point.
+fn tree_with(source: &Path, set: u64) -> io::Result<OwnedFd> {
     let tree = sys::open_tree_clone(source)?;
     sys::mount_setattr(tree.as_raw_fd(), set, 0)?;
-    sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
+    Ok(tree)
 }
 
 /// Write one namespaced kernel parameter (`net.ipv4.ping_group_range`).
@@ -591,15 +598,13 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
         let fail = |e: io::Error| SetupError::io("cannot bind device", on(&host), &e);
-        // The host's node first: one the host lacks is left out.
-        let tree = match sys::open_tree_clone(&host) {
+        // The host's node first: one the host lacks is left out. The one
+        // bind that must let a device node through: no nodev.
+        let tree = match tree_with(&host, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC) {
             Ok(tree) => tree,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(fail(e)),
         };
-        // The one bind that must let a device node through: no nodev.
-        let set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
-        sys::mount_setattr(tree.as_raw_fd(), set, 0).map_err(fail)?;
         let node = make_in_new_dir(&devfd, "/dev", name, false)?;
         sys::move_mount_to_fd(tree.as_raw_fd(), node.as_raw_fd()).map_err(fail)?;
     }
@@ -639,10 +644,10 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
 }
 
 /// Make `name` (a directory, or an empty file to mount a node on) in
-/// `dir` (`shown` in messages), a filesystem this sandbox just mounted and nothing else has
-/// written: no path to resolve and nothing there yet, so one call (two for
-/// a directory) instead of [`ensure_target`]'s walk; `O_EXCL` and
-/// `O_NOFOLLOW` all the same.
+/// `dir` (`shown` in messages), a filesystem this sandbox just mounted and
+/// nothing else has written: no path to resolve and nothing there yet, so
+/// one call (two for a directory) instead of [`ensure_target`]'s walk;
+/// `O_EXCL` and `O_NOFOLLOW` all the same.
 fn make_in_new_dir(dir: &OwnedFd, shown: &str, name: &str, is_dir: bool) -> R<OwnedFd> {
     let fail = |e: io::Error| {
         SetupError::io(

@@ -287,6 +287,53 @@ pub fn keep_passed_fds(count: u32) -> io::Result<()> {
     cloexec_from(3 + count)
 }
 
+/// A stack for a `CLONE_VM` child, mapped anew with a guard page at its
+/// low end: an overflow faults there instead of running into the memory
+/// it shares.
+pub struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const GUARD: usize = 4 << 10;
+
+    /// `size` usable bytes, or `None` if the mapping failed.
+    pub fn map(size: usize) -> Option<ChildStack> {
+        let len = size + Self::GUARD;
+        // SAFETY: an anonymous private mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: the lowest page of the mapping just made.
+        unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) };
+        Some(ChildStack { base, len })
+    }
+
+    /// The initial stack pointer: the end of the mapping (stacks grow down
+    /// on every architecture hutch builds for), page-aligned.
+    pub fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping made by `map`.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+
+    /// Unmap it, once no child runs on it.
+    pub fn unmap(self) {
+        // SAFETY: the mapping made by `map`, which the caller says is unused.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 /// Run `f` in a new child process that shares this process's memory until
 /// it execs or exits, while this one waits (`CLONE_VM | CLONE_VFORK`, as
 /// posix_spawn does): nothing of the address space is copied for a
@@ -300,8 +347,6 @@ pub fn keep_passed_fds(count: u32) -> io::Result<()> {
 /// The caller must be single-threaded: no lock may be held by a thread
 /// that is not there to release it.
 pub fn spawn_sharing_memory(f: &mut dyn FnMut() -> std::convert::Infallible) -> libc::pid_t {
-    const STACK: usize = 1 << 20;
-    const GUARD: usize = 1 << 12;
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone below,
         // alive for the whole call: the parent waits (CLONE_VFORK).
@@ -309,39 +354,23 @@ pub fn spawn_sharing_memory(f: &mut dyn FnMut() -> std::convert::Infallible) -> 
         #[allow(unreachable_code)] // f() cannot return: Infallible
         match f() {}
     }
-    // SAFETY: an anonymous private mapping; no existing memory is touched.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
+    let Some(stack) = ChildStack::map(1 << 20) else {
         return -1;
-    }
-    // SAFETY: the lowest page of the mapping just made: an overflow of
-    // the child's stack faults there instead of running into other memory.
-    unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) };
+    };
     let mut f = f;
-    // SAFETY: the stack top is the end of the mapping (stacks grow down on
-    // every architecture hutch builds for), 16-byte aligned as mmap's
-    // page alignment guarantees. CLONE_VFORK suspends this process until
-    // the child execs or exits, so `f` and the stack outlive its use.
+    // SAFETY: a fresh stack of our own; CLONE_VFORK suspends this process
+    // until the child execs or exits, so `f` and the stack outlive its use.
     let pid = unsafe {
         libc::clone(
             trampoline,
-            stack.cast::<u8>().add(STACK + GUARD).cast(),
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&mut f as *mut &mut dyn FnMut() -> std::convert::Infallible).cast(),
         )
     };
     let errno = io::Error::last_os_error();
-    // SAFETY: the child has exec'd or exited: nothing uses the stack now.
-    unsafe { libc::munmap(stack, STACK + GUARD) };
+    // The child has exec'd or exited: nothing uses the stack now.
+    stack.unmap();
     if pid < 0 {
         // SAFETY: restoring clone's errno for the caller, after munmap.
         unsafe { *libc::__errno_location() = errno.raw_os_error().unwrap_or(libc::EAGAIN) };

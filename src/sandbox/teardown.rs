@@ -23,7 +23,6 @@ const RMDIR_ATTEMPTS: u32 = 1000;
 
 /// The remover's stack: it makes a few system calls and nothing else.
 const STACK: usize = 64 << 10;
-const GUARD: usize = 4 << 10;
 
 /// One thing the remover does once init and hutch have exited, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,23 +107,10 @@ pub fn remove_after_exit(init_pid: libc::pid_t, steps: &[Step]) -> bool {
     let (Some(init), Some(hutch)) = (pidfd(init_pid), pidfd(unsafe { libc::getpid() })) else {
         return false;
     };
-    // SAFETY: an anonymous private mapping; no existing memory is touched.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
+    // Never unmapped: the remover runs on it after hutch has exited.
+    let Some(stack) = super::sys::ChildStack::map(STACK) else {
         return false;
-    }
-    // SAFETY: the lowest page of the mapping just made: an overflow of the
-    // remover's stack faults there instead of running into hutch's memory.
-    unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) };
+    };
     // Leaked: the remover reads it after hutch has gone on, and exited.
     let job: &'static Job = Box::leak(Box::new(Job {
         pidfds: [init.as_raw_fd(), hutch.as_raw_fd()],
@@ -134,14 +120,13 @@ pub fn remove_after_exit(init_pid: libc::pid_t, steps: &[Step]) -> bool {
         // SAFETY: `arg` is the leaked, never-written Job passed below.
         remover(unsafe { &*arg.cast::<Job>() })
     }
-    // SAFETY: the stack top is the end of the mapping (stacks grow down on
-    // every architecture hutch builds for), page-aligned; the stack and
-    // the job are never unmapped or freed. Without CLONE_FILES the child
-    // gets its own copy of the descriptor table, pidfds included.
+    // SAFETY: a fresh stack of the remover's own; the stack and the job
+    // are never unmapped or freed. Without CLONE_FILES the child gets its
+    // own copy of the descriptor table, pidfds included.
     let pid = unsafe {
         libc::clone(
             trampoline,
-            stack.cast::<u8>().add(STACK + GUARD).cast(),
+            stack.top(),
             libc::CLONE_VM | libc::SIGCHLD,
             (job as *const Job).cast_mut().cast(),
         )
