@@ -81,6 +81,17 @@ impl Pending {
         })
     }
 
+    /// Removed when its run ends (`--rm`).
+    pub fn auto_remove(&self) -> bool {
+        self.config.auto_remove
+    }
+
+    /// What [`Attached::retire`] will leave of this container, for the
+    /// keeper: known before the run starts.
+    pub fn leftovers(&self) -> Vec<crate::sandbox::teardown::Step> {
+        self.store.leftovers(&self.config.id)
+    }
+
     /// The run never started: take back what preparing it made on disk
     /// (the writable layer's directories of a kept container).
     pub fn discard(&self) {
@@ -95,14 +106,9 @@ impl Attached {
     }
 
     /// Remove an `--rm` container as far as anyone can see (its name and
-    /// config.json), leaving [`Attached::leftovers`] to the remover.
+    /// config.json), leaving [`Pending::leftovers`] to the keeper.
     pub fn retire(self) -> Result<(), ContainerError> {
         self.store.retire_own(&self.config)
-    }
-
-    /// What [`Attached::retire`] leaves, for the remover.
-    pub fn leftovers(&self) -> Vec<crate::sandbox::teardown::Step> {
-        self.store.leftovers(&self.config.id)
     }
 
     /// Record how the foreground run ended, or remove an `--rm` container.

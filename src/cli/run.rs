@@ -288,18 +288,14 @@ impl attach::Observer for Foreground {
     }
 
     /// An `--rm` record goes while init's namespaces are torn down (with
-    /// a remover, only its name and config.json: the container is gone,
-    /// and the remover removes the rest after hutch's exit). A kept one is
+    /// a keeper, only its name and config.json: the container is gone,
+    /// and the keeper removes the rest after hutch's exit). A kept one is
     /// marked exited only once init is gone: until then its mounts still
     /// hold the writable layer a `start` would mount again.
-    fn ended(&mut self, exit: Exit, remover: bool) {
+    fn ended(&mut self, exit: Exit, kept: bool) {
         if self.recorded.as_ref().is_some_and(|r| r.auto_remove()) {
             if let Some(r) = self.recorded.take() {
-                let done = if remover {
-                    r.retire()
-                } else {
-                    r.finish(Ok(exit))
-                };
+                let done = if kept { r.retire() } else { r.finish(Ok(exit)) };
                 self.finish_error = done.err();
             }
         }
@@ -309,11 +305,12 @@ impl attach::Observer for Foreground {
         self.rm
     }
 
+    /// Asked before the sandbox starts: of the record about to be made.
     fn leftovers(&self) -> Vec<crate::sandbox::teardown::Step> {
-        self.recorded
+        self.pending
             .as_ref()
-            .filter(|r| r.auto_remove())
-            .map_or_else(Vec::new, |r| r.leftovers())
+            .filter(|p| p.auto_remove())
+            .map_or_else(Vec::new, |p| p.leftovers())
     }
 }
 

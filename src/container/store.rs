@@ -381,7 +381,7 @@ impl Store {
     /// Remove container `config` from view at once, under its lock: its
     /// name, its attach socket and its config.json, after which it does
     /// not exist. What is left of its directory is [`Store::leftovers`],
-    /// for the remover of an `--rm` run to remove after hutch's exit.
+    /// for the keeper of an `--rm` run to remove after hutch's exit.
     pub fn retire_own(&self, config: &Config) -> R<()> {
         let dir = self.container_dir(&config.id);
         let _lock = Lock::take(&dir)?;
@@ -399,7 +399,7 @@ impl Store {
     }
 
     /// What [`Store::retire_own`] leaves of container `id`, as steps of a
-    /// remover: only if its config.json is gone, its state.json, then its
+    /// keeper: only if its config.json is gone, its state.json, then its
     /// directory, parked for the next container as [`Store::park`] does.
     pub fn leftovers(&self, id: &str) -> Vec<Step> {
         let dir = self.container_dir(id);

@@ -48,20 +48,21 @@ pub trait Observer {
     /// The workload ended with `exit` and init is exiting, which takes a
     /// while (its namespaces are torn down), so work that needs neither
     /// init gone nor the run's figures is done here: an `--rm` container's
-    /// record is removed. With `remover`, a remover started with
-    /// [`Observer::leftovers`] finishes after hutch's exit, and only what
+    /// record is removed. With `kept`, init's keeper, given
+    /// [`Observer::leftovers`], finishes after hutch's exit, and only what
     /// must be gone before hutch returns is removed here.
-    fn ended(&mut self, exit: Exit, remover: bool);
+    fn ended(&mut self, exit: Exit, kept: bool);
 
     /// Whether hutch may return before init has exited and the cgroup is
-    /// removed, once every other process of the sandbox is gone: a remover
-    /// is then started with the sandbox (see [`super::teardown`]). True
-    /// for an `--rm` run, whose cgroup no later start makes again.
+    /// removed, once every other process of the sandbox is gone: init then
+    /// gets a keeper as its parent (see [`super::teardown`]). True for an
+    /// `--rm` run, whose cgroup no later start makes again.
     fn detach_teardown(&self) -> bool {
         false
     }
 
-    /// What the remover removes after the cgroup, once hutch has exited.
+    /// What the keeper removes after the cgroup, once hutch has exited:
+    /// asked before the sandbox starts.
     fn leftovers(&self) -> Vec<teardown::Step> {
         Vec::new()
     }
@@ -136,9 +137,25 @@ pub fn run_observed(
         },
     };
 
+    // An `--rm` run with a cgroup gets a keeper (see `teardown`) as init's
+    // parent, so that hutch can return before init has exited.
+    let keeper_steps: Option<Vec<teardown::Step>> = spec
+        .limits
+        .cgroup
+        .as_ref()
+        .filter(|_| observer.detach_teardown())
+        .map(|cg| {
+            let cgroups = cg.dirs.values().cloned().map(teardown::Step::RemoveCgroup);
+            cgroups.chain(observer.leftovers()).collect()
+        });
     let signals = SignalFd::new()?;
     let started_at = Instant::now();
-    let started = spawn::start_with(spec, stdio, &mut |pid| observer.released(pid));
+    let started = spawn::start_with(
+        spec,
+        stdio,
+        &mut |pid| observer.released(pid),
+        keeper_steps.as_deref(),
+    );
     drop(devnull);
     let mut running = match started {
         Ok(r) => r,
@@ -147,21 +164,7 @@ pub fn run_observed(
             return Err(e);
         }
     };
-    // An `--rm` run with a cgroup gets its remover (see `teardown`) so
-    // that it can return before init exits: started now, while the workload
-    // runs and before hutch starts a thread. (Started while the child built
-    // its root, its start in the kernel held up the child's detaching of
-    // the old root, which waits for an expedited RCU grace period.)
-    let remover = spec
-        .limits
-        .cgroup
-        .as_ref()
-        .filter(|_| observer.detach_teardown())
-        .is_some_and(|cg| {
-            let cgroups = cg.dirs.values().cloned().map(teardown::Step::RemoveCgroup);
-            let steps: Vec<_> = cgroups.chain(observer.leftovers()).collect();
-            teardown::remove_after_exit(running.pid, &steps)
-        });
+    let kept = running.kept();
     let mut stdin_to = stdin_pipe.map(|(_, w)| w);
     if !is_tty(0) {
         if let Some(pipe) = stdin_to.take() {
@@ -183,7 +186,7 @@ pub fn run_observed(
         stdin_to,
         watch: Watch::new(&spec.limits, started_at),
         observer,
-        remover,
+        kept,
     };
     let raw;
     if let Some(master) = running.console.take() {
@@ -278,15 +281,15 @@ struct Relay<'a> {
     stdin_to: Option<OwnedFd>,
     watch: Watch<'a>,
     observer: &'a mut dyn Observer,
-    /// A process of its own removes the cgroup and what is left of the
-    /// record once init and hutch have exited.
-    remover: bool,
+    /// init's parent is a keeper, which removes the cgroup and what is
+    /// left of the record once init and hutch have exited.
+    kept: bool,
 }
 
 impl Relay<'_> {
     /// Relay until init has exited, or until the workload has ended and
-    /// the rest may be left to the remover (then the second value is true:
-    /// init is still in the cgroup, which is the remover's to remove).
+    /// the rest may be left to the keeper (then the second value is true:
+    /// init is still in the cgroup, which is the keeper's to remove).
     fn run(mut self, mut running: Running) -> (Outcome, bool) {
         let mut exited = false;
         let mut ended = false;
@@ -333,8 +336,8 @@ impl Relay<'_> {
             if fds[2].revents != 0 {
                 ended = true;
                 if let Some(exit) = running.workload_ended() {
-                    self.observer.ended(exit, self.remover);
-                    detach = self.remover;
+                    self.observer.ended(exit, self.kept);
+                    detach = self.kept;
                 }
             }
             exited = fds[1].revents != 0;

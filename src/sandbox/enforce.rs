@@ -150,7 +150,7 @@ impl<'a> Watch<'a> {
 
     /// The outcome while init may still be exiting, when the cgroup says
     /// every other process is gone and has every figure (CPU time, peak
-    /// memory), for a run whose cgroup [`super::teardown::remove_after_exit`]
+    /// memory), for a run whose cgroup the keeper ([`super::teardown`])
     /// removes. The second value says whether init is still in the cgroup
     /// (if not, it is empty and the caller may remove it at once). `None`
     /// when the figures are not final; [`Watch::finish`] then waits for

@@ -2,6 +2,7 @@
 //! write the id maps, release the child, and learn whether its workload
 //! exec'd or why it could not.
 
+use std::convert::Infallible;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::child::{self, ChildFds};
@@ -9,7 +10,8 @@ use super::console;
 use super::error::{SandboxError, SetupError};
 use super::init;
 use super::spec::{Namespace, Spec};
-use super::sys;
+use super::sys::{self, CloneArgs};
+use super::teardown::{Keeper, Step};
 
 /// The descriptors that become the workload's fd 0, 1 and 2.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +62,8 @@ pub struct Running {
     ended: Option<Exit>,
     /// The user-mode network helper, if any; killed when this is dropped.
     pub net: Option<crate::net::NetHelper>,
+    /// init's parent, if not hutch (see [`super::teardown`]).
+    keeper: Option<Keeper>,
 }
 
 /// The clone flags of the namespaces the sandbox gets new: all of them,
@@ -107,27 +111,11 @@ fn join_namespaces(spec: &Spec) -> Result<(), SandboxError> {
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
 /// Start the sandbox described by `spec`. The calling process must be
 /// single-threaded. The forwarded signals are left blocked in the caller,
 /// which should take them from a signalfd (see [`init::blocked_set`]).
 pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
-    start_with(spec, stdio, &mut |_| Ok(()))
+    start_with(spec, stdio, &mut |_| Ok(()), None)
 }
 
 /// [`start`], running `before_release` with init's pid once init is in
@@ -135,10 +123,16 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Running, SandboxError> {
 /// child builds its root: work the caller must finish before the workload
 /// runs (a foreground run's container record) costs no time there. An
 /// error from it stops the sandbox before anything of the workload runs.
+///
+/// With `keeper`, init is cloned by a keeper (see [`super::teardown`]),
+/// which is its parent, reaps it, and carries out these steps once init
+/// and hutch have both exited; without one, or if none can be started,
+/// init is hutch's child.
 pub fn start_with(
     spec: &Spec,
     stdio: Stdio,
     before_release: &mut dyn FnMut(i32) -> Result<(), String>,
+    keeper: Option<&[Step]>,
 ) -> Result<Running, SandboxError> {
     let pipe = |what| sys::pipe().map_err(|e| SandboxError::io("cannot create", what, e));
     let (sync_r, sync_w) = pipe("sync pipe")?;
@@ -167,38 +161,54 @@ pub fn start_with(
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    // SAFETY: clone3 without a stack behaves like fork: the child continues
-    // on a copy of this stack. The caller is single-threaded, so the child
-    // holds no lock another thread could have taken and may allocate.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    let fds = ChildFds {
+        sync: sync_r.as_raw_fd(),
+        error: err_w.as_raw_fd(),
+        status: status_w.as_raw_fd(),
+        console: console_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
+        stdin: stdio.stdin,
+        stdout: stdio.stdout,
+        stderr: stdio.stderr,
     };
-    if pid < 0 {
-        let source = std::io::Error::last_os_error();
-        return Err(SandboxError::Namespaces {
-            hint: userns_hint(),
-            source,
-        });
-    }
-    if pid == 0 {
-        child::main(
-            spec,
-            ChildFds {
-                sync: sync_r.as_raw_fd(),
-                error: err_w.as_raw_fd(),
-                status: status_w.as_raw_fd(),
-                console: console_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
-                stdin: stdio.stdin,
-                stdout: stdio.stdout,
-                stderr: stdio.stderr,
-            },
-        );
-    }
-    let pid = pid as i32;
+    let mut init_main = || -> Infallible { child::main(spec, fds) };
+    let namespace_error = |source| SandboxError::Namespaces {
+        hint: userns_hint(),
+        source,
+    };
+    let kept = match keeper {
+        Some(steps) => Keeper::clone_init(&args, &mut init_main, steps).map_err(|e| {
+            if pidfd >= 0 {
+                // SAFETY: clone3 wrote this pidfd, which nothing else owns.
+                drop(unsafe { OwnedFd::from_raw_fd(pidfd) });
+            }
+            namespace_error(e)
+        })?,
+        None => None,
+    };
+    let (pid, keeper) = match kept {
+        Some((keeper, pid)) => (pid, Some(keeper)),
+        None => {
+            // SAFETY: clone3 without a stack behaves like fork: the child
+            // continues on a copy of this stack. The caller is
+            // single-threaded, so the child holds no lock another thread
+            // could have taken and may allocate.
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &args as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if pid < 0 {
+                return Err(namespace_error(std::io::Error::last_os_error()));
+            }
+            if pid == 0 {
+                #[allow(unreachable_code)] // init_main cannot return: Infallible
+                match init_main() {}
+            }
+            (pid as i32, None)
+        }
+    };
     // SAFETY: clone3 wrote a fresh pidfd that only we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop((sync_r, err_w, status_w));
@@ -210,6 +220,7 @@ pub fn start_with(
         status: status_r,
         ended: None,
         net: None,
+        keeper,
     };
 
     // The id maps, only for a user namespace of the sandbox's own.
@@ -359,7 +370,7 @@ impl Running {
     pub fn wait_with_usage(mut self) -> (Exit, libc::rusage) {
         // SAFETY: rusage is plain data; zeroed is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let init_status = reap(self.pid, &mut usage);
+        let init_status = self.reap(&mut usage);
         // init itself died (killed from outside) when it said nothing.
         let exit = self
             .workload_ended()
@@ -371,7 +382,22 @@ impl Running {
         let _ = self.signal(libc::SIGKILL);
         // SAFETY: plain data.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        reap(self.pid, &mut usage);
+        self.reap(&mut usage);
+    }
+
+    /// Whether init's parent is a keeper, which reaps it and removes what
+    /// the run left once hutch has exited.
+    pub fn kept(&self) -> bool {
+        self.keeper.is_some()
+    }
+
+    /// Wait until init has been reaped, by hutch or by the keeper: its
+    /// wait status, and its usage in `usage`.
+    fn reap(&self, usage: &mut libc::rusage) -> i32 {
+        match &self.keeper {
+            Some(k) => k.reaped(self.pidfd.as_raw_fd(), usage),
+            None => reap(self.pid, usage),
+        }
     }
 }
 

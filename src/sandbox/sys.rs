@@ -377,3 +377,84 @@ pub fn spawn_sharing_memory(f: &mut dyn FnMut() -> std::convert::Infallible) -> 
     }
     pid
 }
+
+/// clone3's argument block (`struct clone_args`, include/uapi/linux/sched.h).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+/// Whether [`raw_syscall`] exists on this architecture.
+pub const RAW_SYSCALLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// A system call that touches no memory of the caller's but what its
+/// arguments point to: the result is the kernel's, a negative errno on
+/// failure, and errno (in the thread-local block) is left alone. For a
+/// process that shares another's memory and thread pointer (the keeper,
+/// see `teardown`), where libc's `syscall` would write the other's errno.
+///
+/// # Safety
+///
+/// As the system call `n` with these arguments.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn raw_syscall(n: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86-64 system call convention; the kernel clobbers rcx
+    // and r11 and nothing else, and touches only what the caller passed.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+///
+/// As the system call `n` with these arguments.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub unsafe fn raw_syscall(n: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the AArch64 system call convention: number in x8, arguments
+    // in x0-x5, result in x0; nothing else is clobbered.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Architectures without [`raw_syscall`] have no keeper ([`RAW_SYSCALLS`]).
+///
+/// # Safety
+///
+/// Never called: it returns ENOSYS.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub unsafe fn raw_syscall(_: libc::c_long, _: [usize; 6]) -> isize {
+    -(libc::ENOSYS as isize)
+}

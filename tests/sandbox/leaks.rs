@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 
-use crate::harness::{fixtures_dir, hutch, scratch, Hutch, User};
+use crate::harness::{
+    as_user, fixtures_dir, hutch, hutch_bin, programs_dir, rootfs, scratch, Hutch, User,
+};
 
 const RUNS: usize = 200;
 const LEAK: &str = "leak-check";
@@ -177,11 +179,11 @@ fn two_hundred_runs_leave_nothing_behind() {
 }
 
 /// `--rm` runs with a cgroup return before init has exited and leave the
-/// rest to a remover (`sandbox::teardown`): the cgroup, and the record's
-/// state file and directory, which it parks. Once the removers are done
-/// the store is as empty as after runs without one.
+/// rest to init's keeper (`sandbox::teardown`): the cgroup, and the
+/// record's state file and directory, which it parks. Once the keepers
+/// are done the store is as empty as after runs without one.
 #[test]
-fn rm_runs_with_a_cgroup_leave_their_record_to_the_remover_and_nothing_behind() {
+fn rm_runs_with_a_cgroup_leave_their_record_to_the_keeper_and_nothing_behind() {
     let user = User::Sub;
     let info = hutch(user).args(["info", "--format", "json"]).run();
     let info: serde_json::Value = serde_json::from_str(info.ok()).unwrap();
@@ -190,9 +192,7 @@ fn rm_runs_with_a_cgroup_leave_their_record_to_the_remover_and_nothing_behind() 
         .unwrap_or_default()
         .to_string();
     if !memory.starts_with("cgroup") {
-        eprintln!(
-            "{user:?} has no delegated cgroup here (memory by {memory}): no remover to check"
-        );
+        eprintln!("{user:?} has no delegated cgroup here (memory by {memory}): no keeper to check");
         return;
     }
     let data = scratch(user, "leak-rm-data");
@@ -204,7 +204,7 @@ fn rm_runs_with_a_cgroup_leave_their_record_to_the_remover_and_nothing_behind() 
             .run();
         assert_eq!(out.ok(), "ran\n", "run {i}: {out:?}");
     }
-    // The last removers may still be waiting for their init's exit.
+    // The last keepers may still be waiting for their init's exit.
     let until = std::time::Instant::now() + crate::harness::TIMEOUT;
     let (mut left, empty) = store_left(&data);
     while left != empty && std::time::Instant::now() < until {
@@ -213,4 +213,53 @@ fn rm_runs_with_a_cgroup_leave_their_record_to_the_remover_and_nothing_behind() 
     }
     assert_eq!(left, empty, "the data dir is not empty");
     assert_eq!(processes_with_marker(RM_LEAK), Vec::<String>::new());
+}
+
+/// What `orphans` (tests/programs/orphans.c, a subreaper standing in for
+/// the system's pid 1) says three judged `--rm` runs by `user`, one after
+/// another under a shell, left for it to reap.
+fn orphans_of_three_runs(user: User) -> Vec<String> {
+    let run = format!(
+        "{} run --rm --rootfs {} -m 64m --time-limit 5 --pids-limit 16 /bin/true",
+        hutch_bin().display(),
+        rootfs(user).display()
+    );
+    let script = format!("for i in 1 2 3; do {run} || exit 1; done");
+    let out = as_user(user, programs_dir().join("orphans"))
+        .args(["/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The shell's status, among the orphans reaped before and after it.
+    let (status, orphans): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.starts_with("status "));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status, ["status 0"], "{text}{stderr}");
+    orphans.into_iter().map(str::to_string).collect()
+}
+
+/// An `--rm` run with a cgroup returns before init has exited, yet leaves
+/// no zombie init for the system to reap (a pid 1 may reap late or never,
+/// and each zombie keeps its charge in the user's process count): init is
+/// the child of its keeper, which reaps it, and only the keeper is left to
+/// the system, as bwrap leaves its pid 1. Without a cgroup hutch reaps init
+/// itself and leaves nothing.
+#[test]
+fn judged_rm_runs_leave_the_system_only_their_keeper_to_reap() {
+    for user in [User::Sub, User::NoSub] {
+        let info = hutch(user).args(["info", "--format", "json"]).run();
+        let info: serde_json::Value = serde_json::from_str(info.ok()).unwrap();
+        let cgroup = info["limits"]["memory"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("cgroup");
+        let orphans = orphans_of_three_runs(user);
+        assert!(
+            !orphans.iter().any(|o| o == "orphan init"),
+            "{user:?}: a sandbox's init was left to the system: {orphans:?}"
+        );
+        let expected = if cgroup { 3 } else { 0 };
+        eprintln!("{user:?}: cgroup {cgroup}, orphans {orphans:?}");
+        assert_eq!(orphans.len(), expected, "{user:?}: {orphans:?}");
+    }
 }
