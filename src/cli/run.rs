@@ -91,6 +91,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
+    /// Not an option: set for a foreground `--rm` run, whose cgroup may
+    /// come from the pool (its init gets a keeper, which holds the slot
+    /// until init is reaped).
+    #[arg(skip)]
+    pub pool_cgroup: bool,
+
     /// Name the container (default: a generated name)
     #[arg(long = "name", value_name = "NAME")]
     pub name: Option<String>,
@@ -203,7 +209,8 @@ pub fn run(cmd: RunCommand) -> anyhow::Result<i32> {
     if cmd.detach {
         return crate::cli::create::run_detached(cmd.args);
     }
-    let args = cmd.args;
+    let mut args = cmd.args;
+    args.pool_cgroup = args.rm;
     let judged = args.limits.wants_report();
     let mut foreground = Foreground {
         rm: args.rm,
@@ -472,7 +479,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         policy: args.security.resolve()?,
         network: args.network.resolve(&exposed_ports(&image_config))?,
         // Last: this may create the sandbox's cgroup.
-        limits: Enforcement::plan(&args.limits.limits()?, &id)?,
+        limits: Enforcement::plan(&args.limits.limits()?, &id, args.pool_cgroup)?,
         scratch: paths::scratch_dir()?,
         advanced: Default::default(),
     })

@@ -250,6 +250,7 @@ impl RunArgs {
             help: None,
             rootfs: None,
             rm: false,
+            pool_cgroup: false,
             name: None,
             log_opt: Vec::new(),
             stop_signal: None,

@@ -145,7 +145,9 @@ pub fn run_observed(
         .as_ref()
         .filter(|_| observer.detach_teardown())
         .map(|cg| {
-            let cgroups = cg.dirs.values().cloned().map(teardown::Step::RemoveCgroup);
+            // A pooled cgroup stays, for the next run.
+            let dirs = cg.dirs.values().filter(|_| !cg.pooled);
+            let cgroups = dirs.cloned().map(teardown::Step::RemoveCgroup);
             cgroups.chain(observer.leftovers()).collect()
         });
     let signals = SignalFd::new()?;

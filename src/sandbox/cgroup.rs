@@ -4,7 +4,9 @@
 //! does: `/sys/fs/cgroup/<controller>/user/<name>`). No daemon, no root.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +127,45 @@ pub struct Cgroup {
     /// these by [`Cgroup::make`] on its next start.
     #[serde(default)]
     pub settings: Vec<(PathBuf, String)>,
+    /// A slot of the pool (see [`Cgroup::claim_pooled`]): kept, not
+    /// removed, when the run ends.
+    #[serde(default)]
+    pub pooled: bool,
+    /// This process's claim of the pooled slot.
+    #[serde(skip)]
+    pub claim: Option<SlotClaim>,
+    /// What a pooled slot had counted before this run (figures reported
+    /// are the run's own: the counters that cannot be reset are read
+    /// when the slot is claimed, and taken off).
+    #[serde(skip)]
+    baseline: OnceLock<CgroupStats>,
 }
+
+/// The lock that claims a pooled cgroup for one run: a flock of the slot's
+/// directory, held until the slot is empty again (by hutch, then by the
+/// keeper, which reaps init) so that no other run resets its counters or
+/// joins it meanwhile.
+#[derive(Debug, Clone)]
+pub struct SlotClaim(Arc<OwnedFd>);
+
+impl SlotClaim {
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl PartialEq for SlotClaim {
+    fn eq(&self, other: &SlotClaim) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SlotClaim {}
+
+/// How many pooled slots a delegated parent gets at most: as many `--rm`
+/// runs with a cgroup at once; a run finding every slot taken gets a
+/// cgroup of its own, made and removed as any other.
+const POOL_SLOTS: usize = 16;
 
 /// What the cgroup measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,6 +204,54 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// A cgroup from the pool under a v1 delegated parent, for an `--rm`
+    /// run whose init has a keeper: making and removing three v1 cgroups
+    /// (memory, pids, cpuacct) costs the kernel about a millisecond of CPU
+    /// a run (per-CPU state, offlining and RCU work after each rmdir), as
+    /// much as the rest of a judge's run. A slot, `hutch-pool-N` under each
+    /// controller's parent, is claimed by a flock of its directory and
+    /// taken only if empty; [`Cgroup::make`] then writes every limit file
+    /// of its controllers (those this run leaves unset back to unlimited)
+    /// and resets or reads its counters. `None` when the pool is full or
+    /// unusable: the caller makes a cgroup of the run's own. Not on cgroup
+    /// v2, which this code has no host to be tested on.
+    pub fn claim_pooled(d: &Delegation, limits: &Limits) -> Option<Cgroup> {
+        if !matches!(d, Delegation::V1 { .. }) {
+            return None;
+        }
+        (0..POOL_SLOTS).find_map(|slot| {
+            let name = format!("hutch-pool-{slot}");
+            let mut cg = Cgroup::plan_at(d, Path::new(&name), limits, &[]);
+            let first = cg.dirs.values().next()?.clone();
+            let lock = open_dir(&first).or_else(|| {
+                cg.dirs.values().try_for_each(|d| mkdir_all(d)).ok()?;
+                open_dir(&first)
+            })?;
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                return None;
+            }
+            // A controller this run needs that the slot's earlier runs
+            // did not: its directory is made now.
+            for dir in cg.dirs.values().skip(1) {
+                if !dir.is_dir() {
+                    mkdir_all(dir).ok()?;
+                }
+            }
+            if cg
+                .dirs
+                .values()
+                .any(|d| !read_small(&d.join("cgroup.procs")).is_some_and(|p| p.trim().is_empty()))
+            {
+                return None;
+            }
+            cg.settings = pooled_settings(&cg);
+            cg.pooled = true;
+            cg.claim = Some(SlotClaim(Arc::new(lock)));
+            Some(cg)
+        })
+    }
+
     /// The directories and limit files of the cgroup at `name` under the
     /// delegated parent, without making it.
     fn plan_at(d: &Delegation, name: &Path, limits: &Limits, also: &[&str]) -> Cgroup {
@@ -171,6 +259,9 @@ impl Cgroup {
             v2: matches!(d, Delegation::V2 { .. }),
             dirs: BTreeMap::new(),
             settings: Vec::new(),
+            pooled: false,
+            claim: None,
+            baseline: OnceLock::new(),
         };
         let mut settings: Vec<(PathBuf, String)> = Vec::new();
         let mut set = |file: PathBuf, value: String| settings.push((file, value));
@@ -248,11 +339,25 @@ impl Cgroup {
     /// Make the directories and write the limits: at creation, and again
     /// on each start of a kept container (the last run removed them).
     pub fn make(&self) -> Result<(), CgroupError> {
-        for dir in self.dirs.values() {
-            mkdir_all(dir)?;
+        if !self.pooled {
+            for dir in self.dirs.values() {
+                mkdir_all(dir)?;
+            }
         }
         for (file, value) in &self.settings {
             write(file, value)?;
+        }
+        if self.pooled {
+            // After the limits, whose writes may reclaim memory: the page
+            // cache earlier runs left charged to the slot is taken off
+            // this run's peak.
+            let read = |ctrl: &str, file: &str| self.read(ctrl, file);
+            let _ = self.baseline.set(CgroupStats {
+                cpu_ns: None,
+                peak_memory: num(read("memory", "memory.usage_in_bytes")),
+                oom_kills: field(read("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
+                pids_max_hits: field(read("pids", "pids.events"), "max").unwrap_or(0),
+            });
         }
         Ok(())
     }
@@ -312,7 +417,27 @@ impl Cgroup {
         }
     }
 
+    /// What the cgroup measured for this run.
     pub fn stats(&self) -> CgroupStats {
+        match self.baseline.get() {
+            Some(base) => self.stats_since(base),
+            None => self.stats_since(&CgroupStats::default()),
+        }
+    }
+
+    /// What the cgroup measured, less `base`.
+    fn stats_since(&self, base: &CgroupStats) -> CgroupStats {
+        let s = self.raw_stats();
+        let less = |v: Option<u64>, b: Option<u64>| v.map(|v| v.saturating_sub(b.unwrap_or(0)));
+        CgroupStats {
+            cpu_ns: less(s.cpu_ns, base.cpu_ns),
+            peak_memory: less(s.peak_memory, base.peak_memory),
+            oom_kills: s.oom_kills.saturating_sub(base.oom_kills),
+            pids_max_hits: s.pids_max_hits.saturating_sub(base.pids_max_hits),
+        }
+    }
+
+    fn raw_stats(&self) -> CgroupStats {
         let read = |ctrl: &str, file: &str| self.read(ctrl, file);
         if self.v2 {
             CgroupStats {
@@ -348,8 +473,11 @@ impl Cgroup {
         }
     }
 
-    /// Remove the (now empty) cgroup directories.
+    /// Remove the (now empty) cgroup directories; a pooled slot stays.
     pub fn remove(&self) {
+        if self.pooled {
+            return;
+        }
         for dir in self.dirs.values() {
             let _ = std::fs::remove_dir(dir);
         }
@@ -462,6 +590,63 @@ pub fn needs_v1(limits: &Limits, ctrl: &str) -> bool {
         "cpuacct" => limits.cpu_time_ms.is_some(),
         _ => false,
     }
+}
+
+/// Every limit file of a pooled slot's controllers, in an order the
+/// kernel accepts from any earlier run's values: memory plus swap to
+/// unlimited first (it may not be below memory), then the limits this run
+/// asks for or unlimited, then the counters that can be reset (CPU usage,
+/// and peak memory, to what the slot holds now).
+fn pooled_settings(cg: &Cgroup) -> Vec<(PathBuf, String)> {
+    let asked: BTreeMap<&PathBuf, &String> = cg.settings.iter().map(|(f, v)| (f, v)).collect();
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    // This run's value of `file`, else `default`.
+    let value = |file: PathBuf, default: &str| {
+        let value = asked
+            .get(&file)
+            .map_or(default.to_string(), |v| v.to_string());
+        (file, value)
+    };
+    if let Some(dir) = cg.dirs.get("memory") {
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        let swap_accounted = dir
+            .parent()
+            .is_some_and(|p| p.join("memory.memsw.limit_in_bytes").exists());
+        if swap_accounted {
+            out.push((memsw.clone(), "-1".into()));
+        }
+        out.push(value(dir.join("memory.limit_in_bytes"), "-1"));
+        if swap_accounted {
+            out.push(value(memsw, "-1"));
+        }
+        out.push((dir.join("memory.max_usage_in_bytes"), "0".into()));
+    }
+    if let Some(dir) = cg.dirs.get("pids") {
+        out.push(value(dir.join("pids.max"), "max"));
+    }
+    if let Some(dir) = cg.dirs.get("cpu") {
+        // No quota while the period changes (a quota may not exceed what
+        // some periods allow), then this run's.
+        out.push((dir.join("cpu.cfs_quota_us"), "-1".into()));
+        out.push(value(dir.join("cpu.cfs_period_us"), "100000"));
+        out.push(value(dir.join("cpu.cfs_quota_us"), "-1"));
+        out.push(value(dir.join("cpu.shares"), "1024"));
+    }
+    if let Some(dir) = cg.dirs.get("cpuacct") {
+        out.push((dir.join("cpuacct.usage"), "0".into()));
+    }
+    out
+}
+
+/// A directory opened for a flock, if it exists.
+fn open_dir(dir: &Path) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .ok()
+        .map(OwnedFd::from)
 }
 
 /// Make `dir` and any missing parent (a nested path under the delegated

@@ -191,11 +191,16 @@ pub struct Enforcement {
 
 impl Enforcement {
     /// Decide how to enforce `limits` here, creating the sandbox's cgroup
-    /// (named `id`) when a delegated subtree exists.
-    pub fn plan(limits: &Limits, id: &str) -> Result<Enforcement, LimitError> {
+    /// (named `id`) when a delegated subtree exists. With `pooled` (an
+    /// `--rm` run in the foreground, whose init gets a keeper), a slot of
+    /// the pool where there is one (see [`Cgroup::claim_pooled`]).
+    pub fn plan(limits: &Limits, id: &str, pooled: bool) -> Result<Enforcement, LimitError> {
         let find = || Delegation::find_for(|c| super::cgroup::needs_v1(limits, c));
         let cgroup = match limits.needs_cgroup().then(find).flatten() {
-            Some(d) => Some(Cgroup::create(&d, id, limits)?),
+            Some(d) => match pooled.then(|| Cgroup::claim_pooled(&d, limits)).flatten() {
+                Some(slot) => Some(slot),
+                None => Some(Cgroup::create(&d, id, limits)?),
+            },
             None => None,
         };
         Enforcement::plan_in(limits, cgroup)
@@ -417,7 +422,7 @@ mod tests {
 
     #[test]
     fn no_limits_need_no_plan() {
-        let e = Enforcement::plan(&Limits::default(), "x").unwrap();
+        let e = Enforcement::plan(&Limits::default(), "x", false).unwrap();
         assert!(e.rlimits.is_empty() && e.cgroup.is_none() && e.enforced_by.is_empty());
     }
 }

@@ -175,8 +175,11 @@ pub fn start_with(
         hint: userns_hint(),
         source,
     };
+    // A pooled cgroup's claim, which the keeper holds until init is reaped.
+    let cgroup = spec.limits.cgroup.as_ref();
+    let hold = cgroup.and_then(|c| c.claim.as_ref()).map(|c| c.fd());
     let kept = match keeper {
-        Some(steps) => Keeper::clone_init(&args, &mut init_main, steps).map_err(|e| {
+        Some(steps) => Keeper::clone_init(&args, &mut init_main, steps, hold).map_err(|e| {
             if pidfd >= 0 {
                 // SAFETY: clone3 wrote this pidfd, which nothing else owns.
                 drop(unsafe { OwnedFd::from_raw_fd(pidfd) });

@@ -92,6 +92,9 @@ struct Job {
     hutch: RawFd,
     /// The write end of the report pipe.
     report: RawFd,
+    /// A descriptor to hold until init is reaped and hutch has exited (a
+    /// pooled cgroup's claim), or -1.
+    hold: RawFd,
     steps: Vec<RawStep>,
 }
 
@@ -117,13 +120,14 @@ impl Keeper {
     /// clone3 writes init's pidfd where `args` says, in hutch's descriptor
     /// table. `Ok(None)` when no keeper could be started: the caller then
     /// clones init itself. The clone's error if the keeper's clone of
-    /// init failed.
+    /// init failed. `hold`, if any, is a descriptor the keeper keeps open
+    /// until init is reaped and hutch has exited (a lock, say).
     ///
     /// The keeper shares hutch's memory and descriptor table until it has
     /// cloned init (`CLONE_VM | CLONE_FILES`, so the pidfd lands in
     /// hutch's table), while hutch waits in a read: init's copy of memory
     /// is of a process at rest, as a fork's would be. It then takes a
-    /// table of its own with only its three descriptors in it (a
+    /// table of its own with only its own descriptors in it (a
     /// `$(hutch run ...)` reads to the end of hutch's stdout, and locks
     /// live as long as their descriptors). From then on it runs raw system
     /// calls on its own stack: no allocation, no lock, and no errno (it
@@ -133,6 +137,7 @@ impl Keeper {
         args: &CloneArgs,
         init_main: &mut dyn FnMut() -> Infallible,
         steps: &[Step],
+        hold: Option<RawFd>,
     ) -> std::io::Result<Option<(Keeper, libc::pid_t)>> {
         if !sys::RAW_SYSCALLS {
             return Ok(None);
@@ -158,6 +163,7 @@ impl Keeper {
             init_main: (&mut init_main as *mut &mut dyn FnMut() -> Infallible).cast(),
             hutch: hutch.as_raw_fd(),
             report: report_w.as_raw_fd(),
+            hold: hold.unwrap_or(-1),
             steps: raw,
         }));
         extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
@@ -288,14 +294,19 @@ fn keeper(job: &Job) -> ! {
             exit(1);
         }
         let init_pidfd = *((*job.clone_args).pidfd as *const RawFd);
-        // A descriptor table of its own, with init's pidfd, hutch's and
-        // the report pipe on 0, 1 and 2 (copied above 2 first, so that
-        // none is overwritten by another) and nothing else.
+        // A descriptor table of its own, with init's pidfd, hutch's, the
+        // report pipe and what it holds on 0, 1, 2 and 3 (copied above 3
+        // first, so that none is overwritten by another) and nothing else.
         let own = call(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0) == 0;
-        let high = [init_pidfd, job.hutch, job.report]
-            .map(|fd| call(libc::SYS_fcntl, fd as usize, libc::F_DUPFD as usize, 3, 0));
-        if !own || high.iter().any(|&fd| fd < 0) {
-            // Still sharing hutch's table: tell hutch, and take init down.
+        let high = [init_pidfd, job.hutch, job.report, job.hold].map(|fd| {
+            if fd < 0 {
+                return -1;
+            }
+            call(libc::SYS_fcntl, fd as usize, libc::F_DUPFD as usize, 4, 0)
+        });
+        if !own || high[..3].iter().any(|&fd| fd < 0) || (job.hold >= 0 && high[3] < 0) {
+            // Perhaps still sharing hutch's table: tell hutch, and take
+            // init down.
             let errno = -libc::ENOMEM;
             call(
                 libc::SYS_pidfd_send_signal,
@@ -309,9 +320,11 @@ fn keeper(job: &Job) -> ! {
             exit(1);
         }
         for (to, &from) in high.iter().enumerate() {
-            call(libc::SYS_dup3, from as usize, to, 0, 0);
+            if from >= 0 {
+                call(libc::SYS_dup3, from as usize, to, 0, 0);
+            }
         }
-        call(libc::SYS_close_range, 3, u32::MAX as usize, 0, 0);
+        call(libc::SYS_close_range, 4, u32::MAX as usize, 0, 0);
         // A write to hutch's report pipe once hutch is gone fails (EPIPE)
         // rather than killing the keeper.
         let pipe_signal: u64 = 1 << (libc::SIGPIPE - 1);
@@ -377,6 +390,9 @@ fn keeper(job: &Job) -> ! {
                 }
             }
         }
+        // The cgroup is empty, and hutch is done with it: a pooled one is
+        // free for the next run.
+        call(libc::SYS_close, 3, 0, 0, 0);
         // init left its cgroup before it became a zombie (cgroup_exit
         // precedes exit_notify), and every other process of its pid
         // namespace had gone before it could exit.
@@ -514,7 +530,8 @@ mod tests {
                         libc::_exit(7)
                     }
                 };
-                let Ok(Some((keeper, pid))) = Keeper::clone_init(&args, &mut init, steps) else {
+                let Ok(Some((keeper, pid))) = Keeper::clone_init(&args, &mut init, steps, None)
+                else {
                     return 100;
                 };
                 sys::write_all(pid_w.as_raw_fd(), &pid.to_ne_bytes()).unwrap();

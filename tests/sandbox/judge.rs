@@ -382,10 +382,10 @@ fn memory_cgroup_of(pid: i32) -> Option<std::path::PathBuf> {
 }
 
 /// An `--rm` run returns as soon as its figures are final, leaving init's
-/// exit and the cgroup's removal to a process of its own (see
-/// `sandbox::teardown`): the cgroup must still go. A workload that leaves
-/// processes behind keeps hutch until init's exit has killed them: nothing
-/// of the sandbox outlives `hutch run`.
+/// exit and the cgroup to init's keeper (see `sandbox::teardown`): a
+/// cgroup of the run's own must still go, a slot of the pool be empty. A
+/// workload that leaves processes behind keeps hutch until init's exit has
+/// killed them: nothing of the sandbox outlives `hutch run`.
 #[test]
 fn an_rm_run_leaves_nothing_running_and_its_cgroup_goes() {
     let user = User::Sub;
@@ -438,14 +438,9 @@ fn an_rm_run_leaves_nothing_running_and_its_cgroup_goes() {
         }
         assert_eq!(sleeps.len(), 1 + leave_one as usize, "{sleeps:?}");
         let cgroup = memory_cgroup_of(sleeps[0]).expect("the workload's memory cgroup");
-        assert!(
-            cgroup
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("hutch-"),
-            "{cgroup:?}"
-        );
+        let name = cgroup.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("hutch-"), "{cgroup:?}");
+        let pooled = name.starts_with("hutch-pool-");
         live.signal(libc::SIGUSR1);
         assert_eq!(live.finish().code, 0);
         let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -459,9 +454,109 @@ fn an_rm_run_leaves_nothing_running_and_its_cgroup_goes() {
             );
         }
         let until = deadline();
-        while cgroup.exists() && std::time::Instant::now() < until {
+        let done = || match pooled {
+            false => !cgroup.exists(),
+            true => std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                .is_ok_and(|p| p.trim().is_empty()),
+        };
+        while !done() && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(!cgroup.exists(), "{cgroup:?} was left behind");
+        assert!(done(), "{cgroup:?} was left behind, or not empty");
+    }
+}
+
+/// `--rm` runs take a slot of a pool of cgroups rather than making and
+/// removing one each (see `Cgroup::claim_pooled`). A slot reused after
+/// runs that hit their memory and process limits starts afresh: its
+/// limits are the new run's (higher ones, or none), and its verdict and
+/// figures the new run's alone. The runs use a delegated parent of this
+/// test's own, so that every one takes the same slot.
+#[test]
+fn a_pooled_cgroup_starts_each_run_afresh() {
+    let user = User::Sub;
+    if !mechanisms(user)["memory"].starts_with("cgroup-v1") {
+        eprintln!("{user:?} has no delegated cgroup v1 subtree here: no pool");
+        return;
+    }
+    let parent = format!("user/hutch-sub/pool-test-{}", std::process::id());
+    let controllers = ["memory", "pids", "cpuacct"];
+    let dir = |ctrl: &str| {
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&parent)
+    };
+    for ctrl in controllers {
+        let made = crate::harness::as_user(user, "mkdir")
+            .arg(dir(ctrl))
+            .status();
+        assert!(made.unwrap().success(), "mkdir {}", dir(ctrl).display());
+    }
+    let run = |name: &str, flags: &[&str], cmd: &[&str]| {
+        let d = scratch(user, name);
+        let report = d.join("report.json");
+        let out = hutch(user)
+            .env("HUTCH_CGROUP_PARENT", &parent)
+            .run_rootfs([
+                "-v",
+                &programs_volume(),
+                "--report",
+                report.to_str().unwrap(),
+            ])
+            .args(flags)
+            .args(cmd)
+            .run();
+        let text = std::fs::read_to_string(&report)
+            .unwrap_or_else(|e| panic!("no report ({e}): {out:#?}"));
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    let r = run(
+        "pool-alloc",
+        &["-m", "32m", "--time-limit", "10"],
+        &["/p/alloc"],
+    );
+    assert_eq!(r["status"], "memory-limit", "{r}");
+    let bomb = ["sh", "-c", "f() { f | f & }; f; sleep 100"];
+    let r = run(
+        "pool-bomb",
+        &["-m", "32m", "--pids-limit", "8", "--wall-time-limit", "2"],
+        &bomb,
+    );
+    assert_eq!(r["limits_reached"][0], "pids", "{r}");
+    // 24 processes at once under a limit of 64 (not the last run's 8),
+    // and 48 MiB of a file in the writable tmpfs under a limit of 256m (not
+    // 32m): neither limit is reached, and no earlier count is this run's.
+    let script = "for i in $(seq 24); do sleep 0.5 & done; \
+                  head -c 50331648 /dev/zero > /tmp/f; wait; echo done";
+    let r = run(
+        "pool-fine",
+        &["-m", "256m", "--pids-limit", "64", "--time-limit", "10"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(r["limits_reached"].is_null(), "no limit reached: {r}");
+    let rss = r["max_rss_kib"].as_u64().unwrap();
+    assert!(
+        (48 * 1024..120 * 1024).contains(&rss),
+        "peak {rss} KiB: {r}"
+    );
+    let cpu = r["cpu_time_ms"].as_u64().unwrap();
+    assert!(cpu < 2000, "cpu {cpu} ms, the earlier runs' included? {r}");
+    // One slot served all three; once its keeper is done it is empty.
+    let slot = |n: u32| dir("memory").join(format!("hutch-pool-{n}"));
+    assert!(slot(0).is_dir() && !slot(1).exists(), "one slot, reused");
+    let until = std::time::Instant::now() + crate::harness::TIMEOUT;
+    let empty = || {
+        controllers.iter().all(|c| {
+            std::fs::read_to_string(dir(c).join("hutch-pool-0/cgroup.procs"))
+                .is_ok_and(|p| p.trim().is_empty())
+        })
+    };
+    while !empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for ctrl in controllers {
+        std::fs::remove_dir(dir(ctrl).join("hutch-pool-0")).unwrap();
+        std::fs::remove_dir(dir(ctrl)).unwrap();
     }
 }
