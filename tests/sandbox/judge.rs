@@ -20,9 +20,20 @@ fn mechanisms(user: User) -> BTreeMap<String, String> {
 
 /// Run a judged command and return its report.
 fn judge(user: User, name: &str, flags: &[&str], cmd: &[&str]) -> (Value, crate::harness::Out) {
+    judged(hutch(user), user, name, flags, cmd)
+}
+
+/// [`judge`] with `hutch` as set up by the caller.
+fn judged(
+    hutch: crate::harness::Hutch,
+    user: User,
+    name: &str,
+    flags: &[&str],
+    cmd: &[&str],
+) -> (Value, crate::harness::Out) {
     let dir = scratch(user, name);
     let report = dir.join("report.json");
-    let out = hutch(user)
+    let out = hutch
         .run_rootfs([
             "-v",
             &programs_volume(),
@@ -493,22 +504,8 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
         assert!(made.unwrap().success(), "mkdir {}", dir(ctrl).display());
     }
     let run = |name: &str, flags: &[&str], cmd: &[&str]| {
-        let d = scratch(user, name);
-        let report = d.join("report.json");
-        let out = hutch(user)
-            .env("HUTCH_CGROUP_PARENT", &parent)
-            .run_rootfs([
-                "-v",
-                &programs_volume(),
-                "--report",
-                report.to_str().unwrap(),
-            ])
-            .args(flags)
-            .args(cmd)
-            .run();
-        let text = std::fs::read_to_string(&report)
-            .unwrap_or_else(|e| panic!("no report ({e}): {out:#?}"));
-        serde_json::from_str::<Value>(&text).unwrap()
+        let with_parent = hutch(user).env("HUTCH_CGROUP_PARENT", &parent);
+        judged(with_parent, user, name, flags, cmd).0
     };
     let r = run(
         "pool-alloc",
