@@ -324,7 +324,10 @@ fn keeper(job: &Job) -> ! {
                 call(libc::SYS_dup3, from as usize, to, 0, 0);
             }
         }
-        call(libc::SYS_close_range, 4, u32::MAX as usize, 0, 0);
+        // Nothing else of hutch's: 3 too when the keeper holds nothing (a
+        // caller's `--report-fd 3` would not see its end of file).
+        let first_unused = if job.hold >= 0 { 4 } else { 3 };
+        call(libc::SYS_close_range, first_unused, u32::MAX as usize, 0, 0);
         // A write to hutch's report pipe once hutch is gone fails (EPIPE)
         // rather than killing the keeper.
         let pipe_signal: u64 = 1 << (libc::SIGPIPE - 1);
@@ -515,6 +518,18 @@ mod tests {
             let (go_r, go_w) = crate::sandbox::sys::pipe().unwrap();
             let (pid_r, pid_w) = crate::sandbox::sys::pipe().unwrap();
             let hutch = forked(|| {
+                // A descriptor of hutch's caller on 3 (a `--report-fd 3`,
+                // say), which the keeper must not keep open: the read end
+                // sees EOF once hutch and init have closed theirs.
+                let (probe_r, probe_w) = crate::sandbox::sys::pipe().unwrap();
+                // SAFETY: fcntl, dup2 and close on descriptors we own; the
+                // read end is moved above 3 first, so dup2 cannot close it.
+                let probe_r = unsafe {
+                    let high = libc::fcntl(probe_r.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100);
+                    libc::dup2(probe_w.as_raw_fd(), 3);
+                    drop((probe_r, probe_w));
+                    OwnedFd::from_raw_fd(high)
+                };
                 let mut pidfd: RawFd = -1;
                 let args = CloneArgs {
                     flags: libc::CLONE_PIDFD as u64,
@@ -524,8 +539,11 @@ mod tests {
                 };
                 let mut init = || -> Infallible {
                     let mut b = [0u8; 1];
-                    // SAFETY: reading into a local byte, then exiting.
+                    // SAFETY: closing init's copy of 3 (as init's own
+                    // close_range does), reading into a local byte, then
+                    // exiting.
                     unsafe {
+                        libc::close(3);
                         libc::read(go_r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
                         libc::_exit(7)
                     }
@@ -535,6 +553,19 @@ mod tests {
                     return 100;
                 };
                 sys::write_all(pid_w.as_raw_fd(), &pid.to_ne_bytes()).unwrap();
+                let mut probe = libc::pollfd {
+                    fd: probe_r.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: closing our 3; polling one valid pollfd.
+                let polled = unsafe {
+                    libc::close(3);
+                    libc::poll(&mut probe, 1, 5000)
+                };
+                if polled != 1 || probe.revents & libc::POLLHUP == 0 {
+                    return 101; // the keeper kept the caller's descriptor
+                }
                 hutch_then(&keeper, go_w.as_raw_fd(), pidfd)
             });
             drop((go_r, pid_w));
