@@ -170,26 +170,40 @@ impl Keeper {
             // SAFETY: `arg` is the leaked, never-written Job passed below.
             keeper(unsafe { &*arg.cast::<Job>() })
         }
+        let mut keeper_fd: RawFd = -1;
         // SAFETY: a fresh stack of the keeper's own, never unmapped (the
         // keeper and init run on it); the job is never freed; `args` and
         // `init_main` outlive the keeper's use of them, since this waits
-        // in the read below until the keeper has cloned init.
+        // below until the keeper has cloned init. With CLONE_PIDFD the
+        // keeper's pidfd is written to `keeper_fd` (the parent-tid slot).
         let keeper_pid = unsafe {
             libc::clone(
                 trampoline,
                 stack.top(),
-                libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD | libc::SIGCHLD,
                 (job as *const Job).cast_mut().cast(),
+                &mut keeper_fd as *mut RawFd,
             )
         };
         if keeper_pid < 0 {
             stack.unmap();
             return Ok(None);
         }
+        // SAFETY: clone wrote a fresh pidfd that only we own.
+        let keeper_fd = unsafe { OwnedFd::from_raw_fd(keeper_fd) };
+        // Until the keeper reports, or dies without (killed from outside:
+        // hutch holds the pipe's write end too, so no end of file).
+        let mut fds = [&report_r, &keeper_fd].map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two valid pollfds.
+        while unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {}
         let mut pid = [0u8; 4];
-        let got = read_full(report_r.as_raw_fd(), &mut pid);
+        let got = fds[0].revents & libc::POLLIN != 0 && read_full(report_r.as_raw_fd(), &mut pid);
         // The keeper has a table of its own now: hutch's copies go.
-        drop((hutch, report_w));
+        drop((hutch, report_w, keeper_fd));
         let pid = i32::from_ne_bytes(pid);
         if got && pid > 0 {
             return Ok(Some((Keeper { report: report_r }, pid)));
