@@ -1,6 +1,8 @@
 //! The one reader of `/proc/PID/stat`, shared by everything that must tell
 //! a process from a later one with the same pid (start time) or sum its
-//! CPU time (the judge's watchdog).
+//! CPU time (the judge's watchdog), and of small kernel files.
+
+use std::path::Path;
 
 /// The fields of `/proc/PID/stat` hutch uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,9 +16,33 @@ pub struct Stat {
     pub start_time: u64,
 }
 
+/// A small kernel file (cgroup, /proc): its size says 0, and std's
+/// `read_to_string` asks for it anyway (a statx per file); a run reads
+/// several, some when it has ended and hutch is about to return. Read
+/// into room for 4 KiB at once, then until end of file.
+pub fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).ok()
+}
+
 /// `/proc/PID/stat`, or `None` when the process is gone.
 pub fn stat(pid: i32) -> Option<Stat> {
-    parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse(&read_small(Path::new(&format!("/proc/{pid}/stat")))?)
 }
 
 /// The start time of `pid`, or `None` when it is gone.
@@ -47,6 +73,20 @@ fn parse(text: &str) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past its first 4 KiB too, and the same as std reads it.
+    #[test]
+    fn read_small_reads_to_the_end() {
+        let path = std::env::temp_dir().join(format!("hutch-read-small-{}", std::process::id()));
+        let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        assert!(text.len() > 8192);
+        assert_eq!(read_small(&path).as_deref(), Some(text.as_str()));
+        std::fs::remove_file(&path).unwrap();
+        let cgroups = read_small(Path::new("/proc/self/cgroup")).unwrap();
+        assert!(cgroups.contains(':'), "{cgroups}");
+        assert_eq!(read_small(&path), None, "a missing file");
+    }
 
     #[test]
     fn a_name_with_spaces_and_parentheses_does_not_shift_fields() {

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
+use crate::procfs::read_small;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -564,20 +565,6 @@ fn field(text: Option<String>, key: &str) -> Option<u64> {
 
 fn num(text: Option<String>) -> Option<u64> {
     text?.trim().parse::<u64>().ok()
-}
-
-/// A small kernel file (cgroup, /proc): its size says 0, so std's
-/// read_to_string would stat it, then read it in growing steps from 32
-/// bytes; a run reads several, some when it has ended and hutch is about
-/// to return. Into room for 4 KiB at once: the text, then end of file.
-fn read_small(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)
-        .ok()?
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
 }
 
 /// Whether `limits` needs v1 controller `ctrl`: only those are made (each
