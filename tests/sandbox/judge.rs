@@ -497,13 +497,41 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
             .join(ctrl)
             .join(&parent)
     };
+    /// Removes the test's parent and its slots, however the test ends.
+    struct Parent(Vec<std::path::PathBuf>);
+    impl Drop for Parent {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                for slot in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_dir(slot.path());
+                }
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let _parent = Parent(controllers.iter().map(|c| dir(c)).collect());
     for ctrl in controllers {
         let made = crate::harness::as_user(user, "mkdir")
             .arg(dir(ctrl))
             .status();
         assert!(made.unwrap().success(), "mkdir {}", dir(ctrl).display());
     }
+    // The slot a run took is free again once its keeper has reaped init
+    // (it holds the flock of the first controller's directory till then):
+    // each run waits for that, so that every one takes slot 0.
+    let slot_free = || {
+        use std::os::fd::AsRawFd;
+        let Ok(d) = std::fs::File::open(dir("cpuacct").join("hutch-pool-0")) else {
+            return true; // not made yet
+        };
+        // SAFETY: flock on a descriptor we own, released when it closes.
+        unsafe { libc::flock(d.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    };
     let run = |name: &str, flags: &[&str], cmd: &[&str]| {
+        let until = std::time::Instant::now() + crate::harness::TIMEOUT;
+        while !slot_free() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let with_parent = hutch(user).env("HUTCH_CGROUP_PARENT", &parent);
         judged(with_parent, user, name, flags, cmd).0
     };
@@ -552,8 +580,5 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
     while !empty() && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    for ctrl in controllers {
-        std::fs::remove_dir(dir(ctrl).join("hutch-pool-0")).unwrap();
-        std::fs::remove_dir(dir(ctrl)).unwrap();
-    }
+    assert!(empty(), "slot 0 still holds a process");
 }
