@@ -168,6 +168,10 @@ impl Eq for SlotClaim {}
 /// cgroup of its own, made and removed as any other.
 const POOL_SLOTS: usize = 16;
 
+/// The memory a pooled slot may still hold (page cache charged by earlier
+/// runs) when a run takes it, and so the most its peak may be under-counted.
+const POOL_HELD_MAX: u64 = 4 << 20;
+
 /// What the cgroup measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupStats {
@@ -209,9 +213,9 @@ impl Cgroup {
     /// run whose init has a keeper: making and removing three v1 cgroups
     /// (memory, pids, cpuacct) costs the kernel about a millisecond of CPU
     /// a run (per-CPU state, offlining and RCU work after each rmdir), as
-    /// much as the rest of a judge's run. A slot, `hutch-pool-N` under each
-    /// controller's parent, is claimed by a flock of its directory and
-    /// taken only if empty; [`Cgroup::make`] then writes every limit file
+    /// much as the rest of a judge's run. A slot,
+    /// `hutch-pool-<controllers>-N` under each controller's parent, is
+    /// claimed by a flock of its first directory and taken only if empty; [`Cgroup::make`] then writes every limit file
     /// of its controllers (those this run leaves unset back to unlimited)
     /// and resets or reads its counters. `None` when the pool is full or
     /// unusable: the caller makes a cgroup of the run's own. Not on cgroup
@@ -220,8 +224,16 @@ impl Cgroup {
         if !matches!(d, Delegation::V1 { .. }) {
             return None;
         }
+        // Slots are named by the controllers they join, so that runs with
+        // other controllers never share one: each run locks the same
+        // directory of a slot (its first controller's), and no setting of
+        // a controller a run does not join (cpu's quota in a merged
+        // cpu,cpuacct hierarchy, say) outlives the run that made it.
+        let probe = Cgroup::plan_at(d, Path::new("x"), limits, &[]);
+        let set: Vec<&str> = probe.dirs.keys().map(String::as_str).collect();
+        let set = set.join("-");
         (0..POOL_SLOTS).find_map(|slot| {
-            let name = format!("hutch-pool-{slot}");
+            let name = format!("hutch-pool-{set}-{slot}");
             let mut cg = Cgroup::plan_at(d, Path::new(&name), limits, &[]);
             let first = cg.dirs.values().next()?.clone();
             let lock = open_dir(&first).or_else(|| {
@@ -232,8 +244,7 @@ impl Cgroup {
             if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 return None;
             }
-            // A controller this run needs that the slot's earlier runs
-            // did not: its directory is made now.
+            // A slot whose making was cut short is finished now.
             for dir in cg.dirs.values().skip(1) {
                 if !dir.is_dir() {
                     mkdir_all(dir).ok()?;
@@ -353,9 +364,19 @@ impl Cgroup {
             // cache earlier runs left charged to the slot is taken off
             // this run's peak.
             let read = |ctrl: &str, file: &str| self.read(ctrl, file);
+            let mut held = num(read("memory", "memory.usage_in_bytes"));
+            // The baseline is taken off the peak, which under-counts the
+            // run by what of it the kernel reclaims meanwhile: past a few
+            // MiB, the slot is emptied first (it holds no process yet).
+            if held.is_some_and(|h| h > POOL_HELD_MAX) {
+                if let Some(dir) = self.dirs.get("memory") {
+                    let _ = write(&dir.join("memory.force_empty"), "0");
+                    held = num(read("memory", "memory.usage_in_bytes"));
+                }
+            }
             let _ = self.baseline.set(CgroupStats {
                 cpu_ns: None,
-                peak_memory: num(read("memory", "memory.usage_in_bytes")),
+                peak_memory: held,
                 oom_kills: field(read("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
                 pids_max_hits: field(read("pids", "pids.events"), "max").unwrap_or(0),
             });

@@ -341,7 +341,12 @@ fn keeper(job: &Job) -> ! {
         // Nothing else of hutch's: 3 too when the keeper holds nothing (a
         // caller's `--report-fd 3` would not see its end of file).
         let first_unused = if job.hold >= 0 { 4 } else { 3 };
-        call(libc::SYS_close_range, first_unused, u32::MAX as usize, 0, 0);
+        if call(libc::SYS_close_range, first_unused, u32::MAX as usize, 0, 0) < 0 {
+            // Kernels before 5.9 have no close_range.
+            for fd in first_unused..4096 {
+                call(libc::SYS_close, fd, 0, 0, 0);
+            }
+        }
         // A write to hutch's report pipe once hutch is gone fails (EPIPE)
         // rather than killing the keeper.
         let pipe_signal: u64 = 1 << (libc::SIGPIPE - 1);

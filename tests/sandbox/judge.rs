@@ -482,7 +482,8 @@ fn an_rm_run_leaves_nothing_running_and_its_cgroup_goes() {
 /// runs that hit their memory and process limits starts afresh: its
 /// limits are the new run's (higher ones, or none), and its verdict and
 /// figures the new run's alone. The runs use a delegated parent of this
-/// test's own, so that every one takes the same slot.
+/// test's own and ask for the same controllers (slots are per set of
+/// controllers), so that every one takes the same slot.
 #[test]
 fn a_pooled_cgroup_starts_each_run_afresh() {
     let user = User::Sub;
@@ -491,6 +492,9 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
         return;
     }
     let parent = format!("user/hutch-sub/pool-test-{}", std::process::id());
+    // The first slot of the runs' controllers (all three runs ask for
+    // the same: memory, pids through the limits, cpuacct for the time).
+    const SLOT: &str = "hutch-pool-cpuacct-memory-pids-0";
     let controllers = ["memory", "pids", "cpuacct"];
     let dir = |ctrl: &str| {
         std::path::Path::new("/sys/fs/cgroup")
@@ -521,7 +525,7 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
     // each run waits for that, so that every one takes slot 0.
     let slot_free = || {
         use std::os::fd::AsRawFd;
-        let Ok(d) = std::fs::File::open(dir("cpuacct").join("hutch-pool-0")) else {
+        let Ok(d) = std::fs::File::open(dir("cpuacct").join(SLOT)) else {
             return true; // not made yet
         };
         // SAFETY: flock on a descriptor we own, released when it closes.
@@ -537,14 +541,23 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
     };
     let r = run(
         "pool-alloc",
-        &["-m", "32m", "--time-limit", "10"],
+        &["-m", "32m", "--pids-limit", "64", "--time-limit", "10"],
         &["/p/alloc"],
     );
     assert_eq!(r["status"], "memory-limit", "{r}");
     let bomb = ["sh", "-c", "f() { f | f & }; f; sleep 100"];
     let r = run(
         "pool-bomb",
-        &["-m", "32m", "--pids-limit", "8", "--wall-time-limit", "2"],
+        &[
+            "-m",
+            "32m",
+            "--pids-limit",
+            "8",
+            "--time-limit",
+            "10",
+            "--wall-time-limit",
+            "2",
+        ],
         &bomb,
     );
     assert_eq!(r["limits_reached"][0], "pids", "{r}");
@@ -568,12 +581,16 @@ fn a_pooled_cgroup_starts_each_run_afresh() {
     let cpu = r["cpu_time_ms"].as_u64().unwrap();
     assert!(cpu < 2000, "cpu {cpu} ms, the earlier runs' included? {r}");
     // One slot served all three; once its keeper is done it is empty.
-    let slot = |n: u32| dir("memory").join(format!("hutch-pool-{n}"));
-    assert!(slot(0).is_dir() && !slot(1).exists(), "one slot, reused");
+    let slots = std::fs::read_dir(dir("memory")).unwrap().flatten();
+    let slots: Vec<String> = slots
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(slots, [SLOT], "one slot, reused");
     let until = std::time::Instant::now() + crate::harness::TIMEOUT;
     let empty = || {
         controllers.iter().all(|c| {
-            std::fs::read_to_string(dir(c).join("hutch-pool-0/cgroup.procs"))
+            std::fs::read_to_string(dir(c).join(SLOT).join("cgroup.procs"))
                 .is_ok_and(|p| p.trim().is_empty())
         })
     };
