@@ -221,16 +221,20 @@ impl Cgroup {
     /// unusable: the caller makes a cgroup of the run's own. Not on cgroup
     /// v2, which this code has no host to be tested on.
     pub fn claim_pooled(d: &Delegation, limits: &Limits) -> Option<Cgroup> {
-        if !matches!(d, Delegation::V1 { .. }) {
+        let Delegation::V1 { parents } = d else {
             return None;
-        }
-        // Slots are named by the controllers they join, so that runs with
-        // other controllers never share one: each run locks the same
-        // directory of a slot (its first controller's), and no setting of
-        // a controller a run does not join (cpu's quota in a merged
-        // cpu,cpuacct hierarchy, say) outlives the run that made it.
-        let probe = Cgroup::plan_at(d, Path::new("x"), limits, &[]);
-        let set: Vec<&str> = probe.dirs.keys().map(String::as_str).collect();
+        };
+        // Slots are named by the controllers they join (those `plan_at`
+        // gives the run), so that runs with other controllers never share
+        // one: each run locks the same directory of a slot (its first
+        // controller's), and no setting of a controller a run does not
+        // join (cpu's quota in a merged cpu,cpuacct hierarchy, say)
+        // outlives the run that made it.
+        let set: Vec<&str> = parents
+            .keys()
+            .map(String::as_str)
+            .filter(|c| needs_v1(limits, c))
+            .collect();
         let set = set.join("-");
         (0..POOL_SLOTS).find_map(|slot| {
             let name = format!("hutch-pool-{set}-{slot}");
@@ -441,14 +445,7 @@ impl Cgroup {
 
     /// What the cgroup measured for this run.
     pub fn stats(&self) -> CgroupStats {
-        match self.baseline.get() {
-            Some(base) => self.stats_since(base),
-            None => self.stats_since(&CgroupStats::default()),
-        }
-    }
-
-    /// What the cgroup measured, less `base`.
-    fn stats_since(&self, base: &CgroupStats) -> CgroupStats {
+        let base = self.baseline.get().copied().unwrap_or_default();
         let s = self.raw_stats();
         let less = |v: Option<u64>, b: Option<u64>| v.map(|v| v.saturating_sub(b.unwrap_or(0)));
         CgroupStats {

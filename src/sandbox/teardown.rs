@@ -125,8 +125,8 @@ impl Keeper {
     ///
     /// The keeper shares hutch's memory and descriptor table until it has
     /// cloned init (`CLONE_VM | CLONE_FILES`, so the pidfd lands in
-    /// hutch's table), while hutch waits in a read: init's copy of memory
-    /// is of a process at rest, as a fork's would be. It then takes a
+    /// hutch's table), while hutch waits for its report: init's copy of
+    /// memory is of a process at rest, as a fork's would be. It then takes a
     /// table of its own with only its own descriptors in it (a
     /// `$(hutch run ...)` reads to the end of hutch's stdout, and locks
     /// live as long as their descriptors). From then on it runs raw system
