@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a small root filesystem offline from Debian's busybox-static package:
 # busybox with every applet linked, /etc/passwd and /etc/group with root and
-# a user 1000, a setuid-root copy of busybox, and a setuid-root probe
+# a user 1000, /etc/hosts, a setuid-root copy of busybox, and a setuid-root probe
 # (scripts/suid-probe.c, printing its real and effective uid) for the
 # privilege tests.
 #
@@ -43,6 +43,10 @@ staff:x:50:user
 nogroup:x:65534:
 GROUP
 echo "hutch-test" > "$tmp/etc/hostname"
+# As most base images have it (Alpine's baselayout, Docker's busybox): a
+# read-only root can then be a plain bind, with hutch's own hosts file
+# bound over this one.
+printf '127.0.0.1\tlocalhost\n' > "$tmp/etc/hosts"
 cp "$busybox" "$tmp/bin/suid-busybox"
 here=$(cd "$(dirname "$0")" && pwd)
 if ! gcc -static -O2 -o "$tmp/bin/suid-probe" "$here/suid-probe.c"; then

@@ -307,6 +307,56 @@ fn read_only_root_refuses_writes() {
     assert!(out.stderr.contains("Read-only file system"), "{out:?}");
 }
 
+/// The filesystem type of the sandbox's `/`, from a mountinfo line.
+fn root_fstype(text: &str) -> &str {
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or("");
+    line.split(" - ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap_or("")
+}
+
+#[test]
+fn a_read_only_root_is_a_bind_of_its_layer_unless_a_mount_point_is_missing() {
+    // Every mount point is in the image (/proc, /dev, /sys, /etc/hosts,
+    // the workdir): the layer itself, bound read-only, with hutch's hosts
+    // file over the image's.
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--read-only", "-h", "judge1", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args([
+            "sh",
+            "-c",
+            "cat /proc/self/mountinfo; grep -c judge1 /etc/hosts; touch /etc/x || echo refused",
+        ])
+        .run();
+    let text = out.ok();
+    let fstype = root_fstype(text);
+    assert!(!fstype.is_empty() && fstype != "overlay", "{text}");
+    assert!(text.ends_with("1\nrefused\n"), "{out:?}");
+    assert!(out.stderr.contains("Read-only file system"), "{out:?}");
+
+    // A tmpfs on a directory the image lacks: its mount point is made in
+    // an overlay's upper layer, never in the image.
+    let out = hutch(User::Sub)
+        .args(["run", "--rm", "--read-only", "--tmpfs", "/no-such-dir", "--rootfs"])
+        .arg_path(rootfs(User::Sub))
+        .args([
+            "sh",
+            "-c",
+            "cat /proc/self/mountinfo; echo y > /no-such-dir/y && cat /no-such-dir/y; touch /x || echo refused",
+        ])
+        .run();
+    let text = out.ok();
+    assert_eq!(root_fstype(text), "overlay", "{text}");
+    assert!(text.ends_with("y\nrefused\n"), "{out:?}");
+    assert!(!rootfs(User::Sub).join("no-such-dir").exists());
+    assert!(!rootfs(User::Sub).join("x").exists());
+}
+
 #[test]
 fn tmpfs_is_writable_and_its_size_is_enforced() {
     let out = hutch(User::Sub)

@@ -337,8 +337,11 @@ fn dns_and_hosts_files() {
     assert!(text.contains("nameserver 9.9.9.9\n"), "{text}");
     assert!(text.contains("10.1.2.3\tdb\n"), "{text}");
     assert!(text.contains("\tweb\n"), "{text}");
-    // The image's own files are untouched: the rootfs has no hosts file.
-    assert!(!rootfs(User::Sub).join("etc/hosts").exists());
+    // The image's own files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(rootfs(User::Sub).join("etc/hosts")).unwrap(),
+        "127.0.0.1\tlocalhost\n"
+    );
     // pasta's DNS forwarder by default.
     let out = hutch(User::Sub)
         .run_rootfs(["--network", "pasta", "cat", "/etc/resolv.conf"])
