@@ -8,6 +8,7 @@
 //! those stay in every set, ambient too, and nothing else does.
 
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sys;
 
@@ -72,12 +73,21 @@ struct CapData {
     inheritable: u32,
 }
 
-/// The highest capability number this kernel knows.
+/// The highest capability number this kernel knows, read once per process
+/// tree (init reads it; the workload, started sharing init's memory,
+/// finds it read).
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    static LAST: AtomicU32 = AtomicU32::new(u32::MAX);
+    let known = LAST.load(Ordering::Relaxed);
+    if known != u32::MAX {
+        return known;
+    }
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+        .unwrap_or(40);
+    LAST.store(last, Ordering::Relaxed);
+    last
 }
 
 /// Empty the bounding set. Needs CAP_SETPCAP, so it runs before setuid.
@@ -88,6 +98,13 @@ pub fn drop_bounding(last: u32) -> io::Result<()> {
 /// Empty the bounding set but for `keep`.
 pub fn drop_bounding_except(last: u32, keep: &[u32]) -> io::Result<()> {
     for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        // Each drop makes the process new credentials (and the old ones
+        // wait for an RCU grace period to be freed); a read makes none. A
+        // workload inherits init's set, already emptied.
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
+            continue;
+        }
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
             Ok(()) => {}
             // A capability the running kernel does not know is not there to drop.

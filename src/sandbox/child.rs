@@ -168,7 +168,8 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
 
     if spec.advanced.workload_is_pid1 {
         // No init: this process confines itself and becomes the workload.
-        return exec_workload_gated(spec, slave.as_ref(), gate.map(|fd| (fd, fds.error)));
+        let gate = gate.map(|fd| (fd, fds.error));
+        return exec_workload_gated(spec, slave.as_ref(), gate, true);
     }
 
     // 6. Start the workload; this process stays as its pid 1, in a session
@@ -180,9 +181,18 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     // SAFETY: setsid takes no arguments; this process leads no group yet
     // (it is in hutch's), so it cannot fail.
     unsafe { libc::setsid() };
+    // The bounding set goes now, but for what the workload keeps (init
+    // drops those once it has started): the workload inherits it emptied,
+    // and its own drop then changes nothing and makes no new credentials.
+    caps::drop_bounding_except(caps::last_cap(), &spec.advanced.capabilities)
+        .map_err(|e| SetupError::io("cannot drop the capability bounding set", None, &e))?;
     let run_workload = |gate: Option<OwnedFd>| -> Infallible {
         let gate = gate.map(|fd| (fd, fds.error));
-        let err = match exec_workload_gated(spec, slave.as_ref(), gate) {
+        // init's session is the workload's: a session of its own only
+        // when it must take a terminal (each session is also a scheduler
+        // autogroup, made and freed again at every run).
+        let new_session = slave.is_some();
+        let err = match exec_workload_gated(spec, slave.as_ref(), gate, new_session) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -338,21 +348,27 @@ fn open_gate(path: &Path) -> Result<OwnedFd, SetupError> {
 /// `hutch exec` runs the same steps in a joined container, so a process it
 /// starts is confined exactly as the workload is.
 pub fn exec_workload(spec: &Spec, slave: Option<&OwnedFd>) -> Result<Infallible, SetupError> {
-    exec_workload_gated(spec, slave, None)
+    exec_workload_gated(spec, slave, None, true)
 }
 
 /// [`exec_workload`], waiting on a start gate before seccomp and exec when
-/// one is given with the error pipe: `(gate, error pipe)`.
+/// one is given with the error pipe: `(gate, error pipe)`, in a new session
+/// when `new_session`.
 fn exec_workload_gated(
     spec: &Spec,
     slave: Option<&OwnedFd>,
     gate: Option<(OwnedFd, RawFd)>,
+    new_session: bool,
 ) -> Result<Infallible, SetupError> {
     let proc = &spec.process;
     reset_signals();
-    // SAFETY: setsid takes no arguments; the workload leads its own session,
-    // so it has no controlling terminal of the user's (no TIOCSTI into it).
-    unsafe { libc::setsid() };
+    // The workload is never in the user's session, so it has no controlling
+    // terminal of the user's (no TIOCSTI into it): it leads a session of
+    // its own, or (`!new_session`) is in init's, which has no terminal.
+    if new_session {
+        // SAFETY: setsid takes no arguments.
+        unsafe { libc::setsid() };
+    }
     if let Some(slave) = slave {
         console::attach_slave(slave)
             .map_err(|e| SetupError::io("cannot set the controlling terminal", None, &e))?;

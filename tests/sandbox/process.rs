@@ -209,6 +209,23 @@ fn dash_it_forwards_keystrokes_through_the_pty() {
 }
 
 #[test]
+fn the_workload_is_not_in_the_users_session() {
+    // Run from a terminal, without -t: /dev/tty (the caller's controlling
+    // terminal, bound in from the host) must not open, since the workload
+    // is in a session of init's making, which has no terminal.
+    let hutch_bin = crate::harness::hutch_bin().display().to_string();
+    let root = rootfs(User::Sub).display().to_string();
+    let inner = format!(
+        "(: > /dev/tty) 2>/dev/null && echo outside:opened; \
+         {hutch_bin} run --rm --rootfs {root} sh -c '(: > /dev/tty) 2>/dev/null && echo inside:opened || echo inside:refused'"
+    );
+    let shown = under_pty(&inner, "");
+    // Control: outside, the terminal opens.
+    assert!(shown.contains("outside:opened"), "{shown:?}");
+    assert!(shown.contains("inside:refused"), "{shown:?}");
+}
+
+#[test]
 fn the_workload_cannot_type_into_the_users_terminal() {
     // TIOCSTI queues input for whoever reads the terminal next: the user's
     // shell. Without -t hutch never hands the workload the terminal (it
