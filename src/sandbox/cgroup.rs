@@ -254,11 +254,10 @@ impl Cgroup {
                     mkdir_all(dir).ok()?;
                 }
             }
-            if cg
-                .dirs
-                .values()
-                .any(|d| !read_small(&d.join("cgroup.procs")).is_some_and(|p| p.trim().is_empty()))
-            {
+            // Every process of a run is in each of its slot's directories,
+            // and init's reaping (after which its keeper lets the lock go)
+            // waits for the last of them: one directory tells.
+            if !read_small(&first.join("cgroup.procs")).is_some_and(|p| p.trim().is_empty()) {
                 return None;
             }
             cg.settings = pooled_settings(&cg);

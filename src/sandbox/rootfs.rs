@@ -22,20 +22,21 @@ const HOST_SYSTEM_DIRS: &[&str] = &[
 ];
 
 /// Files hidden from the workload (Docker's list): a bind of /dev/null over
-/// files, an empty read-only tmpfs over directories.
-const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
+/// files, an empty read-only tmpfs over directories. Each with the kind it
+/// has on Linux (true: a directory), tried first: no stat is needed.
+const MASKED_PATHS: &[(&str, bool)] = &[
+    ("/proc/asound", true),
+    ("/proc/acpi", true),
+    ("/proc/interrupts", false),
+    ("/proc/kcore", false),
+    ("/proc/keys", false),
+    ("/proc/latency_stats", false),
+    ("/proc/timer_list", false),
+    ("/proc/timer_stats", false),
+    ("/proc/sched_debug", false),
+    ("/proc/scsi", true),
+    ("/sys/firmware", true),
+    ("/sys/devices/virtual/powercap", true),
 ];
 
 /// Kernel knobs the workload may read but never write.
@@ -181,8 +182,11 @@ pub fn build(spec: &Spec, before_pivot: &mut dyn FnMut()) -> R<()> {
     }
     let extra_masked = spec.advanced.masked_paths.iter().map(PathBuf::as_path);
     let mut empty_dir = None;
-    for p in MASKED_PATHS.iter().map(Path::new).chain(extra_masked) {
-        mask(p, &mut empty_tree, &mut empty_dir)?;
+    let known = MASKED_PATHS
+        .iter()
+        .map(|&(p, dir)| (Path::new(p), Some(dir)));
+    for (p, dir) in known.chain(extra_masked.map(|p| (p, None))) {
+        mask(p, dir, &mut empty_tree, &mut empty_dir)?;
     }
     let extra_readonly = spec.advanced.readonly_paths.iter().map(PathBuf::as_path);
     for p in READONLY_PATHS.iter().map(Path::new).chain(extra_readonly) {
@@ -757,51 +761,76 @@ fn empty_dir_tree(scratch: &Path) -> R<OwnedFd> {
 }
 
 /// Hide `p`: a file under /dev/null, a directory under an empty read-only
-/// directory. The first masked directory gets `empty_tree` (or, without
-/// one, an empty read-only tmpfs), and `empty_dir` then names it; the
-/// others are binds of it, which carry its read-only, nosuid, nodev and
-/// noexec flags: no superblock of their own to make and tear down.
-fn mask(p: &Path, empty_tree: &mut Option<OwnedFd>, empty_dir: &mut Option<PathBuf>) -> R<()> {
-    let meta = match std::fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(SetupError::io(
-                "cannot mask",
-                Some(p.display().to_string()),
-                &e,
-            ))
-        }
+/// directory ([`mask_dir`]). `dir` is the kind `p` is expected to be
+/// (`None`: unknown, looked up); a path that turns out to be the other
+/// kind is hidden as that one, and a missing one needs no hiding.
+fn mask(
+    p: &Path,
+    dir: Option<bool>,
+    empty_tree: &mut Option<OwnedFd>,
+    empty_dir: &mut Option<PathBuf>,
+) -> R<()> {
+    let fail = |e: &io::Error| SetupError::io("cannot mask", Some(p.display().to_string()), e);
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match std::fs::symlink_metadata(p) {
+            Ok(m) => m.is_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fail(&e)),
+        },
     };
-    let res = match (meta.is_dir(), empty_dir.as_deref()) {
-        (true, Some(empty)) => {
-            sys::mount(Some(&empty.to_string_lossy()), p, None, libc::MS_BIND, None)
-        }
-        (true, None) => {
-            let made = match empty_tree.take() {
-                Some(tree) => std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(
-                        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    )
-                    .open(p)
-                    .and_then(|target| sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())),
-                None => sys::mount(
-                    Some("tmpfs"),
-                    p,
-                    Some("tmpfs"),
-                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    Some("size=0,mode=0555"),
-                ),
-            };
-            if made.is_ok() {
-                *empty_dir = Some(p.to_path_buf());
+    let res = if dir {
+        mask_dir(p, empty_tree, empty_dir)
+    } else {
+        sys::mount(Some("/dev/null"), p, None, libc::MS_BIND, None)
+    };
+    match res {
+        Ok(()) => Ok(()),
+        // Not there on this kernel: nothing to hide.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        // The other kind than expected: as the kind it is.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR)) => {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() != dir => mask(p, Some(!dir), empty_tree, empty_dir),
+                _ => Err(fail(&e)),
             }
-            made
         }
-        (false, _) => sys::mount(Some("/dev/null"), p, None, libc::MS_BIND, None),
+        Err(e) => Err(fail(&e)),
+    }
+}
+
+/// Hide directory `p` under an empty read-only directory. The first gets
+/// `empty_tree` (or, without one, an empty read-only tmpfs), and
+/// `empty_dir` then names it; the others are binds of it, which carry its
+/// read-only, nosuid, nodev and noexec flags: no superblock of their own to
+/// make and tear down.
+fn mask_dir(
+    p: &Path,
+    empty_tree: &mut Option<OwnedFd>,
+    empty_dir: &mut Option<PathBuf>,
+) -> io::Result<()> {
+    if let Some(empty) = empty_dir.as_deref() {
+        return sys::mount(Some(&empty.to_string_lossy()), p, None, libc::MS_BIND, None);
+    }
+    let made = match empty_tree.take() {
+        Some(tree) => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)
+            .and_then(|target| sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd()))
+            .inspect_err(|_| *empty_tree = Some(tree)),
+        None => sys::mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("size=0,mode=0555"),
+        ),
     };
-    res.map_err(|e| SetupError::io("cannot mask", Some(p.display().to_string()), &e))
+    if made.is_ok() {
+        *empty_dir = Some(p.to_path_buf());
+    }
+    made
 }
 
 fn readonly_bind(p: &Path) -> R<()> {
