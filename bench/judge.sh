@@ -16,12 +16,15 @@
 # rootfs with the static program, the extracted seccomp filters.
 #
 # What each line does (the ratios are against hutch-judge):
-#   hutch-judge    --policy judge (seccomp allowlist, no new processes, no
-#                  sockets but AF_UNIX, Landlock: / read-only, writes to /tmp
-#                  only), a cgroup with time, memory and process limits,
-#                  overlay root, all namespaces, /proc, /dev, /sys
+#   hutch-judge    --read-only --tmpfs /tmp --policy judge (seccomp
+#                  allowlist, no new processes, no sockets but AF_UNIX,
+#                  Landlock: / read-only, writes to /tmp only), a cgroup with
+#                  time, memory and process limits, a read-only bind of the
+#                  rootfs as root (as bwrap's) and a tmpfs /tmp, all
+#                  namespaces, /proc with masked paths, /dev, /sys
 #   hutch-baseline the judge run with $HUTCH_BASELINE (another build), if set
-#   hutch          the same with the default policy and --userns auto
+#   hutch          the same limits with the default policy, --userns auto
+#                  and a writable root (an overlay on the rootfs)
 #   bwrap          --unshare-all, read-only bind of the rootfs, /proc, /dev:
 #                  no seccomp, no Landlock, no limits
 #   bwrap+seccomp  the same plus hutch's compiled judge seccomp filters
@@ -35,7 +38,7 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$fix"
     cargo build --release -q
     install -m 0755 "$(ls "${CARGO_TARGET_DIR:-target}"/*/release/hutch | head -1)" "$fix/hutch"
-    [ -d "$fix/rootfs" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
+    [ -f "$fix/rootfs/etc/hosts" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
     exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" \
@@ -67,11 +70,12 @@ fi
 
 declare -A cmd
 limits="--time-limit 2 -m 256m --pids-limit 64"
-cmd[hutch-judge]="$hutch run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
+judge="--read-only --tmpfs /tmp --policy judge $limits"
+cmd[hutch-judge]="$hutch run --rm --rootfs $root $judge /usr/bin/hello"
 cmd[hutch]="$hutch run --rm --rootfs $root $limits /usr/bin/hello"
 # HUTCH_BASELINE=/path/to/an/older/hutch adds it, doing the judge run.
 if [ -n "${HUTCH_BASELINE:-}" ]; then
-    cmd[hutch-baseline]="$HUTCH_BASELINE run --rm --rootfs $root --policy judge $limits /usr/bin/hello"
+    cmd[hutch-baseline]="$HUTCH_BASELINE run --rm --rootfs $root $judge /usr/bin/hello"
 fi
 bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
 cmd[bwrap]="$bwrap /usr/bin/hello"
