@@ -108,8 +108,26 @@ pub struct Policy {
     landlock: Option<Plan>,
     /// Said on stderr when the policy is chosen: what is not enforced.
     pub warnings: Vec<String>,
-    /// What the policy enforces, for `hutch policy check`.
+    /// What the policy enforces, for `hutch policy check`. A record keeps
+    /// only the lines its fail-closed check reads ("seccomp: none",
+    /// "landlock: none"): the rest is half of a record's size, written at
+    /// every run and read by nothing.
+    #[serde(serialize_with = "serialize_record_report")]
     pub report: Vec<String>,
+}
+
+/// The lines of a policy's report that reading a record back needs.
+const RECORD_REPORT_LINES: [&str; 2] = ["seccomp: none", "landlock: none"];
+
+fn serialize_record_report<S: serde::Serializer>(
+    report: &[String],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        report
+            .iter()
+            .filter(|line| RECORD_REPORT_LINES.contains(&line.as_str())),
+    )
 }
 
 /// A [`Policy`] as read from a container record, before the fail-closed check.
@@ -135,8 +153,8 @@ impl TryFrom<StoredPolicy> for Policy {
         let said = |line: &str| p.report.iter().any(|r| r == line);
         let unconfined = p.name == "unconfined";
         for (missing, line) in [
-            (p.seccomp.is_none(), "seccomp: none"),
-            (p.landlock.is_none(), "landlock: none"),
+            (p.seccomp.is_none(), RECORD_REPORT_LINES[0]),
+            (p.landlock.is_none(), RECORD_REPORT_LINES[1]),
         ] {
             if missing && !unconfined && !said(line) {
                 return Err(format!(
@@ -626,6 +644,35 @@ mod stored_policy_tests {
         assert_eq!(back.name, resolved.name);
         let p: Policy = serde_json::from_str(r#"{"name":"unconfined"}"#).unwrap();
         assert_eq!(p.name, "unconfined");
+    }
+
+    #[test]
+    fn a_record_keeps_only_the_report_lines_its_check_reads() {
+        // A policy lifted to no filters at all still reads back...
+        let lifted = Policy {
+            name: "default".into(),
+            report: vec![
+                "seccomp: none".into(),
+                "landlock: none".into(),
+                "a line for humans".into(),
+            ],
+            ..Policy::default()
+        };
+        let json = serde_json::to_string(&lifted).unwrap();
+        assert!(!json.contains("for humans"), "{json}");
+        let back: Policy = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.report, ["seccomp: none", "landlock: none"]);
+        // ...and a resolved one loses its report, not its filters.
+        let resolved = Policy::resolve(&Choice::default()).unwrap();
+        assert!(resolved.report.len() > 5);
+        let json = serde_json::to_string(&resolved).unwrap();
+        let back: Policy = serde_json::from_str(&json).unwrap();
+        assert!(back.report.is_empty());
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            json,
+            "the filters survive the round trip"
+        );
     }
 }
 
