@@ -24,6 +24,11 @@ pub const STATE: &str = "state.json";
 /// How many emptied container directories are kept for reuse
 /// (`.spare0`...): one per concurrent `--rm` run is enough.
 const SPARES: usize = 4;
+/// An `--rm` record's config.json once the container is gone, under a name
+/// no reader looks at. A parked directory keeps it and its state.json, and
+/// the next `--rm` record is written into both: no file is made on creation
+/// nor freed on removal (on ext4 an inode each way, per file, per run).
+const PARKED_CONFIG: &str = ".config.parked";
 
 /// rename(2) that fails rather than replace `to`.
 fn rename_noreplace(from: &Path, to: &Path) -> bool {
@@ -241,9 +246,20 @@ impl Store {
         let dir = self.container_dir(&config.id);
         let result = (|| {
             self.make_dir(&dir)?;
-            let durable = !config.auto_remove;
-            write_json(&dir.join(CONFIG), config, durable)?;
-            write_json(&dir.join(STATE), state, durable)
+            if !config.auto_remove {
+                let _ = std::fs::remove_file(dir.join(PARKED_CONFIG));
+                write_json(&dir.join(CONFIG), config, true)?;
+                return write_json(&dir.join(STATE), state, true);
+            }
+            // Nothing reads a directory without config.json (the container
+            // does not exist yet): state.json is written in place first,
+            // then the config into the parked file, which a rename makes
+            // config.json, whole.
+            write_in_place(&dir.join(STATE), &to_json(&dir.join(STATE), state)?)?;
+            let parked = dir.join(PARKED_CONFIG);
+            write_in_place(&parked, &to_json(&dir.join(CONFIG), config)?)?;
+            std::fs::rename(&parked, dir.join(CONFIG))
+                .map_err(|e| ContainerError::io("cannot rename", &parked, e))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(self.name_link(&config.name));
@@ -343,9 +359,10 @@ impl Store {
             if std::fs::rename(&spare, dir).is_err() {
                 continue;
             }
-            // Parked empty by this user in this private directory; anything
-            // else (a crash, a hand) is not reused.
-            if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+            // Parked by this user in this private directory, empty but for
+            // an `--rm` record's two files; anything else (a crash, a
+            // hand) is not reused.
+            if std::fs::read_dir(dir).is_ok_and(|d| d.into_iter().all(parked_file)) {
                 paths::create_private(dir)?;
                 return Ok(());
             }
@@ -391,7 +408,7 @@ impl Store {
         }
         super::attach::unlink(&config.id);
         let file = dir.join(CONFIG);
-        std::fs::remove_file(&file).map_err(|e| match e.kind() {
+        std::fs::rename(&file, dir.join(PARKED_CONFIG)).map_err(|e| match e.kind() {
             // Removed meanwhile (`hutch rm -f`), as update_own says.
             std::io::ErrorKind::NotFound => ContainerError::NoSuch(config.name.clone()),
             _ => ContainerError::io("cannot remove", &file, e),
@@ -399,17 +416,17 @@ impl Store {
     }
 
     /// What [`Store::retire_own`] leaves of container `id`, as steps of a
-    /// keeper: only if its config.json is gone, its state.json, then its
-    /// directory, parked for the next container as [`Store::park`] does.
+    /// keeper: only if its config.json is gone, its directory, parked for
+    /// the next container with its state.json and parked config in it.
     pub fn leftovers(&self, id: &str) -> Vec<Step> {
         let dir = self.container_dir(id);
         vec![
             Step::StopIfExists(dir.join(CONFIG)),
-            Step::Unlink(dir.join(STATE)),
             Step::Park {
                 to: (0..SPARES)
                     .map(|slot| self.dir.join(format!(".spare{slot}")))
                     .collect(),
+                files: vec![dir.join(STATE), dir.join(PARKED_CONFIG)],
                 dir,
             },
         ]
@@ -557,11 +574,38 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> R<T> {
 /// `--rm` containers, which a crash makes moot and which a judge's every
 /// run writes (the syncs cost tens of milliseconds a run).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, durable: bool) -> R<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| ContainerError::Corrupt {
+    write_atomic(path, &to_json(path, value)?, durable)
+}
+
+fn to_json<T: serde::Serialize>(path: &Path, value: &T) -> R<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ContainerError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })?;
-    write_atomic(path, &bytes, durable)
+    })
+}
+
+/// Write `bytes` over `path` (made if missing), for a file no reader looks
+/// at yet: see [`Store::create_as`].
+fn write_in_place(path: &Path, bytes: &[u8]) -> R<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| ContainerError::io("cannot write", path, e))
+}
+
+/// Whether a parked directory's entry may stay for the next record: the
+/// regular files an `--rm` record parks.
+fn parked_file(entry: std::io::Result<std::fs::DirEntry>) -> bool {
+    entry.is_ok_and(|e| {
+        (e.file_name() == STATE || e.file_name() == PARKED_CONFIG)
+            && e.file_type().is_ok_and(|t| t.is_file())
+    })
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> R<()> {
@@ -659,6 +703,71 @@ mod tests {
             .collect();
         files.sort();
         assert_eq!(files, [CONFIG, STATE]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_rm_records_files_are_parked_with_its_directory_and_written_into_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch("park-files");
+        let store = Store::at(dir.clone()).unwrap();
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        let a = format!("aa{}", "0".repeat(62));
+        let mut first = config(&a, "one");
+        first.auto_remove = true;
+        store.create(&mut first).unwrap();
+        let files = |id: &str| {
+            let mut f: Vec<_> = std::fs::read_dir(store.container_dir(id))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(files(&a), [CONFIG, STATE]);
+        let inodes = (
+            ino(store.container_dir(&a).join(CONFIG)),
+            ino(store.container_dir(&a).join(STATE)),
+        );
+        // Retired: gone from view at once, its config parked beside its state.
+        store.retire_own(&first).unwrap();
+        assert!(matches!(
+            store.resolve("one"),
+            Err(ContainerError::NoSuch(_))
+        ));
+        assert_eq!(files(&a), [PARKED_CONFIG, STATE]);
+        // The keeper's steps, as it does them: the directory is parked whole.
+        for step in store.leftovers(&a) {
+            if let Step::Park { dir: from, to, .. } = step {
+                assert!(to.iter().any(|t| rename_noreplace(&from, t)));
+            }
+        }
+        // The next --rm record is written into the same files, whole.
+        let b = format!("bb{}", "0".repeat(62));
+        let mut second = config(&b, "two");
+        second.auto_remove = true;
+        store.create(&mut second).unwrap();
+        assert_eq!(files(&b), [CONFIG, STATE]);
+        assert_eq!(
+            (
+                ino(store.container_dir(&b).join(CONFIG)),
+                ino(store.container_dir(&b).join(STATE)),
+            ),
+            inodes
+        );
+        let (cfg, state) = store.peek(&b).unwrap();
+        assert_eq!(cfg.id, b);
+        assert_eq!(state.status, State::new().status);
+        // A kept container takes the parked directory without its files.
+        store.retire_own(&second).unwrap();
+        for step in store.leftovers(&b) {
+            if let Step::Park { dir: from, to, .. } = step {
+                assert!(to.iter().any(|t| rename_noreplace(&from, t)));
+            }
+        }
+        let c = format!("cc{}", "0".repeat(62));
+        store.create(&mut config(&c, "three")).unwrap();
+        assert_eq!(files(&c), [CONFIG, STATE]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -53,8 +53,13 @@ pub enum Step {
     /// Remove a file.
     Unlink(PathBuf),
     /// Rename a directory to the first of `to` that does not exist yet,
-    /// else remove it (which fails, harmlessly, unless it is empty).
-    Park { dir: PathBuf, to: Vec<PathBuf> },
+    /// else remove its `files` and it (which fails, harmlessly, unless it
+    /// is then empty).
+    Park {
+        dir: PathBuf,
+        to: Vec<PathBuf>,
+        files: Vec<PathBuf>,
+    },
 }
 
 /// [`Step`] as the keeper reads it: NUL-terminated paths only.
@@ -62,7 +67,7 @@ enum RawStep {
     RemoveCgroup(CString),
     StopIfExists(CString),
     Unlink(CString),
-    Park(CString, Vec<CString>),
+    Park(CString, Vec<CString>, Vec<CString>),
 }
 
 impl RawStep {
@@ -72,9 +77,11 @@ impl RawStep {
             Step::RemoveCgroup(p) => RawStep::RemoveCgroup(c(p)?),
             Step::StopIfExists(p) => RawStep::StopIfExists(c(p)?),
             Step::Unlink(p) => RawStep::Unlink(c(p)?),
-            Step::Park { dir, to } => {
-                RawStep::Park(c(dir)?, to.iter().map(c).collect::<Option<_>>()?)
-            }
+            Step::Park { dir, to, files } => RawStep::Park(
+                c(dir)?,
+                to.iter().map(c).collect::<Option<_>>()?,
+                files.iter().map(c).collect::<Option<_>>()?,
+            ),
         })
     }
 }
@@ -461,7 +468,7 @@ fn keeper(job: &Job) -> ! {
                 RawStep::Unlink(path) => {
                     call(libc::SYS_unlinkat, at, path.as_ptr() as usize, 0, 0);
                 }
-                RawStep::Park(dir, to) => {
+                RawStep::Park(dir, to, files) => {
                     let parked = to.iter().any(|t| {
                         raw_syscall(
                             libc::SYS_renameat2,
@@ -476,6 +483,9 @@ fn keeper(job: &Job) -> ! {
                         ) == 0
                     });
                     if !parked {
+                        for f in files {
+                            call(libc::SYS_unlinkat, at, f.as_ptr() as usize, 0, 0);
+                        }
                         call(
                             libc::SYS_unlinkat,
                             at,
@@ -669,12 +679,23 @@ mod tests {
         for f in ["record/state.json", "kept", "never"] {
             std::fs::write(dir.join(f), "").unwrap();
         }
+        for d in ["full", "full-taken"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("full/state.json"), "").unwrap();
         let steps = vec![
             Step::RemoveCgroup(dir.join("cgroup")),
             Step::Unlink(dir.join("record/state.json")),
             Step::Park {
                 dir: dir.join("record"),
                 to: vec![dir.join("taken"), dir.join("spare")],
+                files: vec![],
+            },
+            // No parking place free: its files go, then it.
+            Step::Park {
+                dir: dir.join("full"),
+                to: vec![dir.join("full-taken")],
+                files: vec![dir.join("full/state.json")],
             },
             Step::StopIfExists(dir.join("kept")),
             Step::Unlink(dir.join("never")),
@@ -691,6 +712,7 @@ mod tests {
         assert!(!dir.join("record").exists());
         assert!(dir.join("spare").is_dir(), "parked in the first free slot");
         assert!(!dir.join("spare/state.json").exists());
+        assert!(!dir.join("full").exists(), "emptied and removed");
         assert!(dir.join("never").exists(), "went past an existing path");
         std::fs::remove_dir_all(&dir).unwrap();
     }

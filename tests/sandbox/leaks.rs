@@ -102,12 +102,18 @@ fn store_left(data: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    // Parked directories, with the two files an `--rm` record parks in
+    // them for the next one to write into.
     let parked: BTreeSet<_> = (0..4)
-        .map(|n| {
-            data.join(format!("containers/.spare{n}"))
-                .display()
-                .to_string()
+        .flat_map(|n| {
+            let spare = data.join(format!("containers/.spare{n}"));
+            [
+                spare.clone(),
+                spare.join("state.json"),
+                spare.join(".config.parked"),
+            ]
         })
+        .map(|p| p.display().to_string())
         .collect();
     let left: BTreeSet<_> = listing(data).difference(&parked).cloned().collect();
     (left, empty_store)
