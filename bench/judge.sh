@@ -41,6 +41,8 @@ if [ "$(id -u)" = 0 ]; then
     [ -f "$fix/rootfs/etc/hosts" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
+    rm -rf "$fix/baseline-data"
+    install -d -o hutch-sub -m 0700 "$fix/baseline-data"
     exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" \
         PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
 fi
@@ -75,7 +77,8 @@ cmd[hutch-judge]="$hutch run --rm --rootfs $root $judge /usr/bin/hello"
 cmd[hutch]="$hutch run --rm --rootfs $root $limits /usr/bin/hello"
 # HUTCH_BASELINE=/path/to/an/older/hutch adds it, doing the judge run.
 if [ -n "${HUTCH_BASELINE:-}" ]; then
-    cmd[hutch-baseline]="$HUTCH_BASELINE run --rm --rootfs $root $judge /usr/bin/hello"
+    # A store of its own: another build may keep its records otherwise.
+    cmd[hutch-baseline]="HUTCH_DATA_DIR=$fix/baseline-data $HUTCH_BASELINE run --rm --rootfs $root $judge /usr/bin/hello"
 fi
 bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
 cmd[bwrap]="$bwrap /usr/bin/hello"
@@ -95,7 +98,7 @@ done
 
 # Rounds interleave the sandboxes in a shuffled order, so that load from
 # elsewhere on the machine hits them all alike.
-rounds=5
+rounds=10
 chunk=$(( (runs + rounds - 1) / rounds ))
 declare -A ns1 ns2 fail
 timed() { # name workers -> "nanoseconds failed-runs" for one chunk
