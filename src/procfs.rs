@@ -21,8 +21,13 @@ pub struct Stat {
 /// several, some when it has ended and hutch is about to return. Read
 /// into room for 4 KiB at once, then until end of file.
 pub fn read_small(path: &Path) -> Option<String> {
+    read_small_from(std::fs::File::open(path).ok()?)
+}
+
+/// [`read_small`] of a file already open (a cgroup control file opened
+/// through its directory, say).
+pub fn read_small_from(mut file: std::fs::File) -> Option<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
     let mut bytes = vec![0u8; 4096];
     let mut len = 0;
     loop {

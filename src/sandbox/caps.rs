@@ -82,8 +82,7 @@ pub fn last_cap() -> u32 {
     if known != u32::MAX {
         return known;
     }
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
+    let last = crate::procfs::read_small(std::path::Path::new("/proc/sys/kernel/cap_last_cap"))
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
     LAST.store(last, Ordering::Relaxed);

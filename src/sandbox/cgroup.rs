@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
-use crate::procfs::read_small;
+use crate::procfs::{read_small, read_small_from};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -684,12 +684,7 @@ fn write(file: &Path, value: &str) -> Result<(), CgroupError> {
 
 /// A control file's text, or `None` when it cannot be read.
 fn read_control(file: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    open_control(file, libc::O_RDONLY)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .ok()?;
-    Some(text)
+    read_small_from(open_control(file, libc::O_RDONLY).ok()?)
 }
 
 /// Open a control file through a descriptor of its cgroup directory, kept

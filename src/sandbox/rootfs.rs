@@ -219,14 +219,22 @@ fn read_only_bind_fits(spec: &Spec, lowers: &[PathBuf]) -> bool {
     let Ok(root) = open_dir(layer) else {
         return false;
     };
-    mount_points(spec).iter().all(|p| {
-        let rel: PathBuf = p
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
-        rel.as_os_str().is_empty()
-            || sys::open_in_root(root.as_raw_fd(), &rel, libc::O_PATH).is_ok()
-    })
+    mount_points(spec)
+        .iter()
+        .all(|p| sys::open_in_root(root.as_raw_fd(), &in_root(p), libc::O_PATH).is_ok())
+}
+
+/// `path` (a path inside the sandbox) relative to its root: `.` for `/`.
+fn in_root(path: &Path) -> PathBuf {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
 }
 
 /// Every path in the root that [`build`] mounts on or creates.
@@ -392,13 +400,7 @@ fn overlay(
 /// missing directories, and the last component as a directory or an empty
 /// file.
 fn ensure_target(root: &OwnedFd, path: &Path, dir: bool) -> R<OwnedFd> {
-    let mut rel: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    if rel.as_os_str().is_empty() {
-        rel = PathBuf::from(".");
-    }
+    let rel = in_root(path);
     let open = |p: &Path| sys::open_in_root(root.as_raw_fd(), p, libc::O_PATH);
     match open(&rel) {
         Ok(fd) => return Ok(fd),
