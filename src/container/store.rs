@@ -586,17 +586,33 @@ fn to_json<T: serde::Serialize>(path: &Path, value: &T) -> R<Vec<u8>> {
 
 /// Write `bytes` over `path` (made if missing), for a file no reader looks
 /// at yet: see [`Store::create_as`].
+///
+/// Not truncated: on ext4 a truncation frees the file's blocks, the write
+/// allocates them again and the close forces them out to disk (the
+/// replace-by-truncate heuristic), most of a parked file's saving. A longer
+/// old content is blanked with spaces instead, which JSON reads as
+/// trailing whitespace.
 fn write_in_place(path: &Path, bytes: &[u8]) -> R<()> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::FileExt;
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| ContainerError::io("cannot write", path, e))
+        .map_err(|e| ContainerError::io("cannot write", path, e))?;
+    (|| {
+        f.write_all(bytes)?;
+        let end = f.seek(std::io::SeekFrom::End(0))?;
+        let len = bytes.len() as u64;
+        if end > len {
+            f.write_all_at(&vec![b' '; (end - len) as usize], len)?;
+        }
+        Ok(())
+    })()
+    .map_err(|e: std::io::Error| ContainerError::io("cannot write", path, e))
 }
 
 /// Whether a parked directory's entry may stay for the next record: the
@@ -713,7 +729,8 @@ mod tests {
         let store = Store::at(dir.clone()).unwrap();
         let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
         let a = format!("aa{}", "0".repeat(62));
-        let mut first = config(&a, "one");
+        // A longer record first: the next one is written over it, shorter.
+        let mut first = config(&a, "the-first-and-longer-one");
         first.auto_remove = true;
         store.create(&mut first).unwrap();
         let files = |id: &str| {
@@ -732,7 +749,7 @@ mod tests {
         // Retired: gone from view at once, its config parked beside its state.
         store.retire_own(&first).unwrap();
         assert!(matches!(
-            store.resolve("one"),
+            store.resolve("the-first-and-longer-one"),
             Err(ContainerError::NoSuch(_))
         ));
         assert_eq!(files(&a), [PARKED_CONFIG, STATE]);
@@ -757,6 +774,7 @@ mod tests {
         );
         let (cfg, state) = store.peek(&b).unwrap();
         assert_eq!(cfg.id, b);
+        assert_eq!(cfg.name, "two");
         assert_eq!(state.status, State::new().status);
         // A kept container takes the parked directory without its files.
         store.retire_own(&second).unwrap();
