@@ -382,3 +382,44 @@ fn stdio_files_cannot_be_reopened_for_more_access() {
         "earlier log\noriginal input\npipe\npipe\n"
     );
 }
+
+/// hutch starts without std's runtime start-up (src/main.rs), so it does
+/// itself what that did: a closed stderr becomes /dev/null (never the
+/// first file hutch opens, which its messages would then be written into),
+/// and a stdout nobody reads is an EPIPE error, not a death by SIGPIPE.
+#[test]
+fn a_closed_stderr_is_dev_null_and_a_reader_gone_is_no_sigpipe() {
+    use std::os::unix::process::CommandExt;
+    let mut h = hutch(User::Sub).run_rootfs(["sh", "-c", "echo ready; exec sleep 30"]);
+    // SAFETY: only close(2) between fork and exec.
+    unsafe {
+        h.command().pre_exec(|| {
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let mut live = h.spawn();
+    live.wait_line("ready");
+    let fd2 = std::fs::read_link(format!("/proc/{}/fd/2", live.pid()));
+    live.signal(libc::SIGKILL);
+    live.finish();
+    assert_eq!(fd2.unwrap(), std::path::Path::new("/dev/null"));
+
+    // A pipe whose reader is gone before hutch writes a byte to it.
+    let mut h = hutch(User::Sub).args(["--help"]);
+    // SAFETY: only pipe(2), dup2(2) and close(2) between fork and exec.
+    unsafe {
+        h.command().pre_exec(|| {
+            let mut fds = [0; 2];
+            if libc::pipe(fds.as_mut_ptr()) != 0 || libc::dup2(fds[1], 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            Ok(())
+        });
+    }
+    let out = h.run();
+    // Killed by a signal, the harness would see no exit code (-1).
+    assert_eq!(out.code, 0, "{out:?}");
+}
