@@ -8,7 +8,7 @@
 //! those stay in every set, ambient too, and nothing else does.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::sys;
 
@@ -94,12 +94,26 @@ pub fn drop_bounding(last: u32) -> io::Result<()> {
     drop_bounding_except(last, &[])
 }
 
+/// What this process's bounding set holds at most, as a bit mask of
+/// capability numbers, once [`drop_bounding_except`] has emptied it
+/// (`u64::MAX`: not known). Shared with the workload, which init starts
+/// as a `CLONE_VM` child: it inherits the emptied set and need not read
+/// every capability of it again.
+static BOUNDED_TO: AtomicU64 = AtomicU64::new(u64::MAX);
+
 /// Empty the bounding set but for `keep`.
 pub fn drop_bounding_except(last: u32, keep: &[u32]) -> io::Result<()> {
+    let wanted = keep
+        .iter()
+        .try_fold(0u64, |m, &c| (c < 64).then(|| m | 1 << c))
+        .filter(|_| last < 64);
+    let held = BOUNDED_TO.load(Ordering::Relaxed);
+    if wanted.is_some_and(|w| held != u64::MAX && held & !w == 0) {
+        return Ok(());
+    }
     for cap in (0..=last).filter(|c| !keep.contains(c)) {
         // Each drop makes the process new credentials (and the old ones
-        // wait for an RCU grace period to be freed); a read makes none. A
-        // workload inherits init's set, already emptied.
+        // wait for an RCU grace period to be freed); a read makes none.
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
             continue;
@@ -110,6 +124,12 @@ pub fn drop_bounding_except(last: u32, keep: &[u32]) -> io::Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(e),
         }
+    }
+    if let Some(w) = wanted {
+        BOUNDED_TO.store(
+            if held == u64::MAX { w } else { w & held },
+            Ordering::Relaxed,
+        );
     }
     Ok(())
 }
