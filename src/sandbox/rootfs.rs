@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -673,28 +673,35 @@ fn dev(root: &OwnedFd, _terminal: bool) -> R<()> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(|e| SetupError::io("cannot mount", on("/dev/pts"), &e))?;
-    let dev_path = PathBuf::from(sys::fd_path(&devfd));
     // /dev/shm is a sticky directory of /dev's tmpfs rather than a tmpfs of
     // its own: the same 64 MiB bound Docker gives it (shared with /dev's few
     // nodes), the same nosuid and noexec (and nodev, which the kernel
     // imposes on every filesystem a user namespace mounts), one superblock
-    // less to make and tear down per run.
-    let shm = dev_path.join("shm");
-    std::fs::DirBuilder::new()
-        .mode(0o1777)
-        .create(&shm)
-        .and_then(|()| std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)))
-        .map_err(|e| SetupError::io("cannot create", Some("/dev/shm".into()), &e))?;
+    // less to make and tear down per run. Made relative to /dev's
+    // descriptor, as the links below: no walk through /proc/self/fd each.
+    // SAFETY: an open directory fd and a NUL-terminated constant name.
+    let made = unsafe {
+        libc::mkdirat(devfd.as_raw_fd(), c"shm".as_ptr(), 0o1777) == 0
+            // The umask took the sticky and write bits off.
+            && libc::fchmodat(devfd.as_raw_fd(), c"shm".as_ptr(), 0o1777, 0) == 0
+    };
+    if !made {
+        let e = io::Error::last_os_error();
+        return Err(SetupError::io("cannot create", Some("/dev/shm".into()), &e));
+    }
     for (link, to) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
+        (c"ptmx", c"pts/ptmx"),
+        (c"fd", c"/proc/self/fd"),
+        (c"stdin", c"/proc/self/fd/0"),
+        (c"stdout", c"/proc/self/fd/1"),
+        (c"stderr", c"/proc/self/fd/2"),
     ] {
-        symlink(to, dev_path.join(link)).map_err(|e| {
-            SetupError::io("cannot create symlink", Some(format!("/dev/{link}")), &e)
-        })?;
+        // SAFETY: NUL-terminated constants and an open directory fd.
+        if unsafe { libc::symlinkat(to.as_ptr(), devfd.as_raw_fd(), link.as_ptr()) } != 0 {
+            let e = io::Error::last_os_error();
+            let shown = format!("/dev/{}", link.to_string_lossy());
+            return Err(SetupError::io("cannot create symlink", Some(shown), &e));
+        }
     }
     Ok(())
 }
