@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -822,11 +822,7 @@ fn mask_dir(
         return sys::mount(Some(&empty.to_string_lossy()), p, None, libc::MS_BIND, None);
     }
     let made = match empty_tree.take() {
-        Some(tree) => std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(p)
-            .and_then(|target| sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd()))
+        Some(tree) => sys::move_mount_to_path(tree.as_raw_fd(), p, false)
             .inspect_err(|_| *empty_tree = Some(tree)),
         None => sys::mount(
             Some("tmpfs"),
@@ -850,12 +846,8 @@ fn readonly_bind(p: &Path) -> R<()> {
             sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
             0,
         )?;
-        // O_PATH names write-only files such as /proc/sysrq-trigger too.
-        let target = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(p)?;
-        sys::move_mount_to_fd(tree.as_raw_fd(), target.as_raw_fd())
+        // A symlink is followed, as the source's is by open_tree.
+        sys::move_mount_to_path(tree.as_raw_fd(), p, true)
     })();
     match res {
         Ok(()) => Ok(()),

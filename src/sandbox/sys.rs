@@ -32,6 +32,7 @@ pub const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 pub const AT_RECURSIVE: libc::c_uint = 0x8000;
 pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+pub const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -115,6 +116,28 @@ pub fn move_mount_to_fd(from: RawFd, to: RawFd) -> io::Result<()> {
             to,
             empty.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// `move_mount(2)` of a detached tree onto `to`, a path of this process's
+/// own view, its final symlink followed only if `follow`: for targets in a
+/// filesystem the sandbox just mounted, such as its /proc, with no
+/// descriptor to open and close for each.
+pub fn move_mount_to_path(from: RawFd, to: &Path, follow: bool) -> io::Result<()> {
+    let to = cstr(to)?;
+    let empty = c"";
+    // SAFETY: `from` is open for the call's duration; both paths are valid
+    // C strings that outlive it.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | if follow { MOVE_MOUNT_T_SYMLINKS } else { 0 },
         )
     })?;
     Ok(())
