@@ -730,14 +730,15 @@ fn open_control(file: &Path, flags: libc::c_int) -> std::io::Result<std::fs::Fil
 }
 
 fn writable(dir: &Path) -> bool {
-    let Ok(c) = super::sys::cstr(dir) else {
+    // The trailing slash makes access(2) fail (ENOTDIR) for anything but a
+    // directory: one call, no stat.
+    let mut with_slash = dir.as_os_str().to_os_string();
+    with_slash.push("/");
+    let Ok(c) = super::sys::cstr(Path::new(&with_slash)) else {
         return false;
     };
-    // access first: most candidates are not ours, and it answers for them
-    // without the stat.
     // SAFETY: a valid C string.
-    let ours = unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
-    ours && dir.is_dir()
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 /// controller -> path of this process's cgroup ("" for the v2 hierarchy).
@@ -754,7 +755,20 @@ fn own_cgroups() -> BTreeMap<String, String> {
     out
 }
 
+/// The user's login name: `$LOGNAME` (or `$USER`) as login(1), su and sudo
+/// set it, else the passwd entry of the uid. A name the user set wrongly
+/// only misses the delegated cgroup (the limits then fall back to rlimits
+/// and the watchdog, and the report says so): a candidate is used only if
+/// this user may write to it.
 fn login_name() -> Option<String> {
+    let from_env = ["LOGNAME", "USER"].iter().find_map(|v| {
+        std::env::var(v)
+            .ok()
+            .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'))
+    });
+    if from_env.is_some() {
+        return from_env;
+    }
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -782,6 +796,21 @@ mod tests {
             .iter()
             .map(|(c, p)| (c.to_string(), p.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn only_a_writable_directory_is_a_candidate() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = scratch("writable");
+        let dir = root.join("dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(writable(&dir));
+        // A file anyone may write and execute is still no cgroup.
+        let file = root.join("file");
+        std::fs::write(&file, "").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!writable(&file));
+        assert!(!writable(&root.join("missing")));
     }
 
     #[test]
