@@ -401,13 +401,19 @@ fn poll_fd(fd: RawFd) -> libc::pollfd {
 /// Read one chunk from `from` and write at most `max` bytes of it to `to`.
 /// Returns (bytes read, bytes written); `None` on error, a zero read on EOF.
 fn copy_chunk(from: RawFd, to: RawFd, max: u64) -> Option<(u64, u64)> {
-    let mut buf = [0u8; 65536];
-    // SAFETY: reading into a valid buffer of at most its length.
-    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    // On the heap and not zeroed: 64 KiB in the caller's stack frame were
+    // sixteen stack pages probed and touched (copied, once the sandbox's
+    // clone had shared them) at every run, for the few bytes a judged
+    // program prints; read(2) touches what it writes.
+    const CHUNK: usize = 65536;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    // SAFETY: reading into the vector's spare capacity, of exactly CHUNK bytes.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), CHUNK) };
     if n < 0 {
         return None;
     }
-    let n = n as usize;
+    // SAFETY: read(2) initialised the first `n` <= CHUNK bytes.
+    unsafe { buf.set_len(n as usize) };
     let keep = (n as u64).min(max) as usize;
     if keep > 0 {
         sys::write_all(to, &buf[..keep]).ok()?;
