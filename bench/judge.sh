@@ -43,7 +43,7 @@ if [ "$(id -u)" = 0 ]; then
     chmod -R a+rX "$fix"
     rm -rf "$fix/baseline-data"
     install -d -o hutch-sub -m 0700 "$fix/baseline-data"
-    exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" \
+    exec runuser -u hutch-sub -- env BENCH_DIR="$fix" HUTCH_BASELINE="${HUTCH_BASELINE:-}" ROUNDS="${ROUNDS:-}" \
         PATH="/opt/hakoniwa/bin:$PATH" bash "$0" "$runs"
 fi
 hutch=${HUTCH:-$fix/hutch}
@@ -97,10 +97,15 @@ for name in "${!cmd[@]}"; do
 done
 
 # Rounds interleave the sandboxes in a shuffled order, so that load from
-# elsewhere on the machine hits them all alike.
-rounds=10
+# elsewhere on the machine hits them all alike; each round's time of a
+# sandbox is compared with hutch-judge's in the same round, and the
+# figures printed are medians over the rounds: a burst of load from
+# elsewhere then moves one round's ratio, not the total's. ROUNDS (default
+# 20) rounds of RUNS/ROUNDS runs each.
+rounds=${ROUNDS:-20}
+[ "$rounds" -gt 0 ] || rounds=20
 chunk=$(( (runs + rounds - 1) / rounds ))
-declare -A ns1 ns2 fail
+declare -A t1 t2 fail
 timed() { # name workers -> "nanoseconds failed-runs" for one chunk
     local c=${cmd[$1]} start end failed
     start=$(date +%s%N)
@@ -109,11 +114,11 @@ timed() { # name workers -> "nanoseconds failed-runs" for one chunk
     echo "$((end - start)) $failed"
 }
 order=(hutch-judge hutch-baseline hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
-for _ in $(seq "$rounds"); do
+for r in $(seq "$rounds"); do
     for name in $(printf '%s\n' "${!cmd[@]}" | shuf); do
         for w in 1 2; do
             read -r t f < <(timed "$name" "$w")
-            if [ "$w" = 1 ]; then ns1[$name]=$(( ${ns1[$name]:-0} + t )); else ns2[$name]=$(( ${ns2[$name]:-0} + t )); fi
+            if [ "$w" = 1 ]; then t1[$name]+="$t "; else t2[$name]+="$t "; fi
             fail[$name]=$(( ${fail[$name]:-0} + f ))
         done
     done
@@ -135,18 +140,30 @@ median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/
 declare -A med
 for name in "${!cmd[@]}"; do med[$name]=$(median "${us[$name]}"); done
 
-declare -A r1 r2
-for name in "${!cmd[@]}"; do
-    r1[$name]=$(( chunk * rounds * 1000000000 / ns1[$name] ))
-    r2[$name]=$(( chunk * rounds * 1000000000 / ns2[$name] ))
-done
-printf '%-14s %11s %11s %18s %18s %11s %11s %8s\n' sandbox "runs/s (1)" "runs/s (2)" \
+# Per round: runs/s, and hutch-judge's rate over the sandbox's (its time
+# over hutch-judge's); the median over the rounds, with the middle half of
+# the rounds' ratios (quartiles) beside it, to show the noise.
+quartiles() { # "a b c ..." -> "q1 median q3"
+    printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {
+        printf "%s %s %s\n", a[int((NR+3)/4)], a[int((NR+1)/2)], a[int((3*NR+1)/4)]}'
+}
+rates() { # "ns ns ..." -> "runs/s ..."
+    printf '%s\n' $1 | awk -v c="$chunk" '{printf "%.1f ", c * 1e9 / $1}'
+}
+ratios() { # sandbox's times, hutch-judge's times -> "ratio ..."
+    paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{printf "%.3f ", $1 / $2}'
+}
+printf '%-14s %10s %10s %20s %20s %9s %11s %6s\n' sandbox "runs/s (1)" "runs/s (2)" \
     "hutch-judge/x (1)" "hutch-judge/x (2)" "median ms" "h-j/x (med)" failed
 for name in "${order[@]}"; do
-    [ -n "${r1[$name]:-}" ] || continue
-    printf '%-14s %11s %11s %18s %18s %11s %11s %8s\n' "$name" "${r1[$name]}" "${r2[$name]}" \
-        "$(awk "BEGIN{printf \"%.2f\", ${r1[hutch-judge]}/${r1[$name]}}")" \
-        "$(awk "BEGIN{printf \"%.2f\", ${r2[hutch-judge]}/${r2[$name]}}")" \
+    [ -n "${cmd[$name]:-}" ] || continue
+    read -r _ rate1 _ < <(quartiles "$(rates "${t1[$name]}")")
+    read -r _ rate2 _ < <(quartiles "$(rates "${t2[$name]}")")
+    read -r a1 m1 b1 < <(quartiles "$(ratios "${t1[$name]}" "${t1[hutch-judge]}")")
+    read -r a2 m2 b2 < <(quartiles "$(ratios "${t2[$name]}" "${t2[hutch-judge]}")")
+    printf '%-14s %10.0f %10.0f %20s %20s %9s %11s %6s\n' "$name" "$rate1" "$rate2" \
+        "$(printf '%.2f (%.2f-%.2f)' "$m1" "$a1" "$b1")" \
+        "$(printf '%.2f (%.2f-%.2f)' "$m2" "$a2" "$b2")" \
         "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/1000}")" \
         "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/${med[hutch-judge]}}")" \
         "${fail[$name]}"
