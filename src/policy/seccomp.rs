@@ -276,42 +276,95 @@ pub struct Compiled {
     pub programs: Vec<BpfProgram>,
 }
 
-/// As `[code, jt, jf, k]` instructions: a container's record carries the
-/// filter it was created with to its supervisor and to `exec`.
+/// A container's record carries the filter it was created with to its
+/// supervisor and to `exec`: each program as one hex string, sixteen digits
+/// an instruction (code, jt, jf and k, big-endian), written and read in one
+/// pass where the former `[code, jt, jf, k]` arrays cost serde a number and
+/// three separators each (a judge writes one record per run). Records in
+/// that former form are still read.
 impl serde::Serialize for Compiled {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let v: Vec<Vec<[u32; 4]>> = self
-            .programs
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .map(|i| [i.code as u32, i.jt as u32, i.jf as u32, i.k])
-                    .collect()
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.programs.len()))?;
+        for p in &self.programs {
+            seq.serialize_element(&program_hex(p))?;
+        }
+        seq.end()
+    }
+}
+
+fn program_hex(p: &[sock_filter]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(p.len() * 16);
+    for i in p {
+        let _ = write!(out, "{:04x}{:02x}{:02x}{:08x}", i.code, i.jt, i.jf, i.k);
+    }
+    out
+}
+
+fn program_from_hex(text: &str) -> Option<BpfProgram> {
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) || text.len() % 16 != 0 {
+        return None;
+    }
+    let field = |i: usize, from: usize, to: usize| {
+        u32::from_str_radix(&text[i * 16 + from..i * 16 + to], 16).ok()
+    };
+    (0..text.len() / 16)
+        .map(|i| {
+            Some(sock_filter {
+                code: field(i, 0, 4)? as u16,
+                jt: field(i, 4, 6)? as u8,
+                jf: field(i, 6, 8)? as u8,
+                k: field(i, 8, 16)?,
             })
-            .collect();
-        serde::Serialize::serialize(&v, s)
+        })
+        .collect()
+}
+
+/// One program of a record: a hex string, or the former array of
+/// `[code, jt, jf, k]`.
+struct StoredProgram(BpfProgram);
+
+impl<'de> serde::Deserialize<'de> for StoredProgram {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StoredProgram, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StoredProgram;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a seccomp program: hex instructions or [code, jt, jf, k] arrays")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoredProgram, E> {
+                program_from_hex(v).map(StoredProgram).ok_or_else(|| {
+                    E::custom("a seccomp program that is not whole hex instructions")
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StoredProgram, A::Error> {
+                use serde::de::Error;
+                let mut p = Vec::new();
+                while let Some([code, jt, jf, k]) = seq.next_element::<[u32; 4]>()? {
+                    p.push(sock_filter {
+                        code: u16::try_from(code).map_err(A::Error::custom)?,
+                        jt: u8::try_from(jt).map_err(A::Error::custom)?,
+                        jf: u8::try_from(jf).map_err(A::Error::custom)?,
+                        k,
+                    });
+                }
+                Ok(StoredProgram(p))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Compiled {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compiled, D::Error> {
-        let v: Vec<Vec<[u32; 4]>> = serde::Deserialize::deserialize(d)?;
-        let programs = v
-            .into_iter()
-            .map(|p| {
-                p.into_iter()
-                    .map(|[code, jt, jf, k]| {
-                        Ok(seccompiler::sock_filter {
-                            code: u16::try_from(code).map_err(serde::de::Error::custom)?,
-                            jt: u8::try_from(jt).map_err(serde::de::Error::custom)?,
-                            jf: u8::try_from(jf).map_err(serde::de::Error::custom)?,
-                            k,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, D::Error>>()
-            })
-            .collect::<Result<Vec<_>, D::Error>>()?;
-        Ok(Compiled { programs })
+        let v: Vec<StoredProgram> = serde::Deserialize::deserialize(d)?;
+        Ok(Compiled {
+            programs: v.into_iter().map(|p| p.0).collect(),
+        })
     }
 }
 
@@ -523,6 +576,36 @@ pub fn install(compiled: &Compiled) -> Result<(), std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_holds_programs_as_hex_and_reads_the_former_arrays() {
+        let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+        let c = Compiled {
+            programs: vec![
+                vec![insn(0x20, 0, 0, 4), insn(0x15, 1, 0xff, 0xc000_003e)],
+                vec![insn(0x06, 0, 0, 0x7fff_0000)],
+            ],
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"["0020000000000004001501ffc000003e","000600007fff0000"]"#
+        );
+        assert_eq!(serde_json::from_str::<Compiled>(&json).unwrap(), c);
+        // A record written before: arrays of [code, jt, jf, k].
+        let former = r#"[[[32,0,0,4],[21,1,255,3221225534]],[[6,0,0,2147418112]]]"#;
+        assert_eq!(serde_json::from_str::<Compiled>(former).unwrap(), c);
+        // Anything else is refused, not read as some other program.
+        for bad in [
+            r#"["0020000000000004001"]"#,
+            r#"["+020000000000004"]"#,
+            r#"["002000000000000g"]"#,
+            r#"[[[65536,0,0,0]]]"#,
+            r#"[7]"#,
+        ] {
+            assert!(serde_json::from_str::<Compiled>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tables_are_sorted_and_differ_per_arch() {
