@@ -293,6 +293,10 @@ impl serde::Serialize for Compiled {
     }
 }
 
+/// The kernel's bound on a classic BPF program (BPF_MAXINSNS): a record's
+/// program longer than that is refused when read, not cut short later.
+const MAX_INSNS: usize = 4096;
+
 fn program_hex(p: &[sock_filter]) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(p.len() * 16);
@@ -303,7 +307,10 @@ fn program_hex(p: &[sock_filter]) -> String {
 }
 
 fn program_from_hex(text: &str) -> Option<BpfProgram> {
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) || text.len() % 16 != 0 {
+    if !text.bytes().all(|b| b.is_ascii_hexdigit())
+        || text.len() % 16 != 0
+        || text.len() / 16 > MAX_INSNS
+    {
         return None;
     }
     let field = |i: usize, from: usize, to: usize| {
@@ -345,6 +352,9 @@ impl<'de> serde::Deserialize<'de> for StoredProgram {
                 use serde::de::Error;
                 let mut p = Vec::new();
                 while let Some([code, jt, jf, k]) = seq.next_element::<[u32; 4]>()? {
+                    if p.len() == MAX_INSNS {
+                        return Err(A::Error::custom("a seccomp program over 4096 instructions"));
+                    }
                     p.push(sock_filter {
                         code: u16::try_from(code).map_err(A::Error::custom)?,
                         jt: u8::try_from(jt).map_err(A::Error::custom)?,
@@ -605,6 +615,10 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Compiled>(bad).is_err(), "{bad}");
         }
+        let too_long = format!(r#"["{}"]"#, "0006000000000000".repeat(MAX_INSNS + 1));
+        assert!(serde_json::from_str::<Compiled>(&too_long).is_err());
+        let longest = format!(r#"["{}"]"#, "0006000000000000".repeat(MAX_INSNS));
+        assert!(serde_json::from_str::<Compiled>(&longest).is_ok());
     }
 
     #[test]

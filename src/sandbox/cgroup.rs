@@ -56,19 +56,22 @@ impl Delegation {
             Path::new(ROOT),
             &own_cgroups(),
             std::env::var("HUTCH_CGROUP_PARENT").ok(),
+            login_from_env(),
             login_name,
             wanted,
         )
     }
 
     /// [`Delegation::find`] under `root`, with this process's cgroups `own`,
-    /// `$HUTCH_CGROUP_PARENT` as `env` and the login name from `login`,
-    /// which is called only when the other candidates are not writable: it
-    /// reads the passwd database, which most runs never need.
+    /// `$HUTCH_CGROUP_PARENT` as `env`, the login name the environment
+    /// gives as `env_login`, and the login name from `login`, which is
+    /// called only when the other candidates are not writable: it reads the
+    /// passwd database, which most runs never need.
     fn find_in(
         root: &Path,
         own: &BTreeMap<String, String>,
         env: Option<String>,
+        env_login: Option<String>,
         login: impl Fn() -> Option<String>,
         wanted: impl Fn(&str) -> bool,
     ) -> Option<Delegation> {
@@ -94,8 +97,13 @@ impl Delegation {
                 .map(|rel| mount.join(rel.trim_start_matches('/')))
                 .find(|p| p != &mount && writable(p))
                 .or_else(|| {
-                    let n = name.get_or_init(&login).as_ref()?;
-                    Some(mount.join("user").join(n)).filter(|p| p != &mount && writable(p))
+                    let user = |n: &str| {
+                        Some(mount.join("user").join(n)).filter(|p| p != &mount && writable(p))
+                    };
+                    env_login
+                        .as_deref()
+                        .and_then(user)
+                        .or_else(|| user(name.get_or_init(&login).as_deref()?))
                 });
             if let Some(p) = found {
                 parents.insert(ctrl.to_string(), p);
@@ -755,20 +763,27 @@ fn own_cgroups() -> BTreeMap<String, String> {
     out
 }
 
-/// The user's login name: `$LOGNAME` (or `$USER`) as login(1), su and sudo
-/// set it, else the passwd entry of the uid. A name the user set wrongly
-/// only misses the delegated cgroup (the limits then fall back to rlimits
-/// and the watchdog, and the report says so): a candidate is used only if
-/// this user may write to it.
-fn login_name() -> Option<String> {
-    let from_env = ["LOGNAME", "USER"].iter().find_map(|v| {
+/// The login name the environment gives, `$LOGNAME` (or `$USER`) as
+/// login(1), su and sudo set it: tried before the passwd file, which most
+/// runs then never read. A wrong one costs nothing but that read: a
+/// candidate is used only if this user may write to it, and its passwd
+/// name is tried next. Not for root, to whom every directory is writable
+/// (a `USER` left over from another account must not put root's
+/// sandboxes under that user's cgroup).
+fn login_from_env() -> Option<String> {
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } == 0 {
+        return None;
+    }
+    ["LOGNAME", "USER"].iter().find_map(|v| {
         std::env::var(v)
             .ok()
             .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'))
-    });
-    if from_env.is_some() {
-        return from_env;
-    }
+    })
+}
+
+/// The login name of this uid in the passwd file.
+fn login_name() -> Option<String> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -830,7 +845,7 @@ mod tests {
         // $HUTCH_CGROUP_PARENT names writable cgroups of every controller
         // wanted: no passwd lookup.
         let mounted = |c: &str| c == "memory" || c == "pids";
-        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login, mounted);
+        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), None, login, mounted);
         let want: BTreeMap<String, PathBuf> = [
             ("memory".to_string(), root.join("memory/jobs")),
             ("pids".to_string(), root.join("pids/jobs")),
@@ -840,7 +855,7 @@ mod tests {
         assert_eq!(calls.get(), 0);
 
         // Only the controllers a run wants are looked for.
-        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), login, |c| {
+        let d = Delegation::find_in(&root, &own(&[]), Some("/jobs".into()), None, login, |c| {
             c == "pids"
         });
         let want: BTreeMap<String, PathBuf> = [("pids".to_string(), root.join("pids/jobs"))].into();
@@ -852,6 +867,7 @@ mod tests {
             &root,
             &own(&[("memory", "/"), ("pids", "/elsewhere")]),
             Some("/missing".into()),
+            None,
             login,
             |_| true,
         );
@@ -860,9 +876,29 @@ mod tests {
         assert_eq!(d, Some(Delegation::V1 { parents: want }));
         assert_eq!(calls.get(), 1);
 
+        // The environment's login name is tried first, without the passwd
+        // lookup; one not writable falls through to the passwd name.
+        let d = Delegation::find_in(&root, &own(&[]), None, Some("alice".into()), login, |c| {
+            c == "memory"
+        });
+        let want: BTreeMap<String, PathBuf> =
+            [("memory".to_string(), root.join("memory/user/alice"))].into();
+        assert_eq!(
+            d,
+            Some(Delegation::V1 {
+                parents: want.clone()
+            })
+        );
+        assert_eq!(calls.get(), 1);
+        let d = Delegation::find_in(&root, &own(&[]), None, Some("mallory".into()), login, |c| {
+            c == "memory"
+        });
+        assert_eq!(d, Some(Delegation::V1 { parents: want }));
+        assert_eq!(calls.get(), 2);
+
         // Nothing writable at all.
         assert_eq!(
-            Delegation::find_in(&root, &own(&[]), None, || None, |_| true),
+            Delegation::find_in(&root, &own(&[]), None, None, || None, |_| true),
             None
         );
         std::fs::remove_dir_all(&root).unwrap();
@@ -879,18 +915,25 @@ mod tests {
 
         std::fs::write(&control, "cpu memory pids").unwrap();
         assert_eq!(
-            Delegation::find_in(&root, &mine, None, no_login, |_| true),
+            Delegation::find_in(&root, &mine, None, None, no_login, |_| true),
             Some(Delegation::V2 {
                 parent: root.join("user.slice/me")
             })
         );
         std::fs::write(&control, "cpu pids").unwrap();
         assert_eq!(
-            Delegation::find_in(&root, &mine, None, no_login, |_| true),
+            Delegation::find_in(&root, &mine, None, None, no_login, |_| true),
             None
         );
         assert_eq!(
-            Delegation::find_in(&root, &mine, Some("/missing".into()), no_login, |_| true),
+            Delegation::find_in(
+                &root,
+                &mine,
+                Some("/missing".into()),
+                None,
+                no_login,
+                |_| true
+            ),
             None
         );
         std::fs::remove_dir_all(&root).unwrap();

@@ -797,8 +797,14 @@ fn mask(
         Ok(()) => Ok(()),
         // Not there on this kernel: nothing to hide.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        // The other kind than expected: as the kind it is.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR)) => {
+        // The other kind than expected: as the kind it is (a directory
+        // moved onto a file is EINVAL to move_mount, ENOTDIR to mount).
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::EINVAL)
+            ) =>
+        {
             match std::fs::symlink_metadata(p) {
                 Ok(m) if m.is_dir() != dir => mask(p, Some(!dir), empty_tree, empty_dir),
                 _ => Err(fail(&e)),
