@@ -126,10 +126,8 @@ pub fn drop_bounding_except(last: u32, keep: &[u32]) -> io::Result<()> {
         }
     }
     if let Some(w) = wanted {
-        BOUNDED_TO.store(
-            if held == u64::MAX { w } else { w & held },
-            Ordering::Relaxed,
-        );
+        // `held` is all ones when not known yet: `w` alone then.
+        BOUNDED_TO.store(w & held, Ordering::Relaxed);
     }
     Ok(())
 }

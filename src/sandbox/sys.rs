@@ -105,20 +105,7 @@ pub fn mount_setattr(fd: RawFd, set: u64, clear: u64) -> io::Result<()> {
 
 /// `move_mount(2)` of a detached tree onto the directory `to` refers to.
 pub fn move_mount_to_fd(from: RawFd, to: RawFd) -> io::Result<()> {
-    let empty = c"";
-    // SAFETY: both descriptors are open for the call's duration and the empty
-    // paths are valid C strings.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from,
-            empty.as_ptr(),
-            to,
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    })?;
-    Ok(())
+    move_mount(from, to, c"", MOVE_MOUNT_T_EMPTY_PATH)
 }
 
 /// `move_mount(2)` of a detached tree onto `to`, a path of this process's
@@ -126,18 +113,22 @@ pub fn move_mount_to_fd(from: RawFd, to: RawFd) -> io::Result<()> {
 /// filesystem the sandbox just mounted, such as its /proc, with no
 /// descriptor to open and close for each.
 pub fn move_mount_to_path(from: RawFd, to: &Path, follow: bool) -> io::Result<()> {
-    let to = cstr(to)?;
-    let empty = c"";
-    // SAFETY: `from` is open for the call's duration; both paths are valid
-    // C strings that outlive it.
+    let flags = if follow { MOVE_MOUNT_T_SYMLINKS } else { 0 };
+    move_mount(from, libc::AT_FDCWD, &cstr(to)?, flags)
+}
+
+/// `move_mount(2)` of the detached tree `from` onto `to_path` at `to_dir`.
+fn move_mount(from: RawFd, to_dir: RawFd, to_path: &CStr, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: `from` (and `to_dir` unless AT_FDCWD) are open for the call's
+    // duration; both paths are valid C strings that outlive it.
     check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             from,
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | if follow { MOVE_MOUNT_T_SYMLINKS } else { 0 },
+            c"".as_ptr(),
+            to_dir,
+            to_path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | flags,
         )
     })?;
     Ok(())

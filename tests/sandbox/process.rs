@@ -390,7 +390,15 @@ fn stdio_files_cannot_be_reopened_for_more_access() {
 #[test]
 fn a_closed_stderr_is_dev_null_and_a_reader_gone_is_no_sigpipe() {
     use std::os::unix::process::CommandExt;
-    let mut h = hutch(User::Sub).run_rootfs(["sh", "-c", "echo ready; exec sleep 30"]);
+    // A limit, so that hutch holds files (its cgroup's) for the whole
+    // run: a closed stderr left as it was would be the first of them.
+    let mut h = hutch(User::Sub).run_rootfs([
+        "--pids-limit",
+        "64",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 30",
+    ]);
     // SAFETY: only close(2) between fork and exec.
     unsafe {
         h.command().pre_exec(|| {
