@@ -162,7 +162,10 @@ impl<'a> Watch<'a> {
         let elapsed = self.started_at.elapsed();
         let stats = cgroup.stats();
         let cpu = Duration::from_nanos(stats.cpu_ns?);
-        let max_rss_kib = stats.peak_memory? / 1024;
+        // The cgroup's peak (less what a pooled slot held) can fall below
+        // the largest process's own when the slot's old page cache is
+        // reclaimed during the run: the run used at least that much.
+        let max_rss_kib = (stats.peak_memory? / 1024).max(running.workload_max_rss_kib());
         let outcome = Outcome {
             exit,
             wall: elapsed,
@@ -185,10 +188,13 @@ impl<'a> Watch<'a> {
             .and_then(|c| c.cpu_ns)
             .map(Duration::from_nanos)
             .unwrap_or(rusage_cpu.max(self.last_watched_cpu));
+        // init's usage covers every process it reaped; the watchdog's
+        // samples and the cgroup's peak cover processes together.
         let max_rss_kib = cgroup
             .and_then(|c| c.peak_memory)
-            .map(|b| b / 1024)
-            .unwrap_or((usage.ru_maxrss as u64).max(self.peak_watched_rss_kib));
+            .map_or(0, |b| b / 1024)
+            .max(usage.ru_maxrss.max(0) as u64)
+            .max(self.peak_watched_rss_kib);
         Outcome {
             exit,
             wall: elapsed,

@@ -32,9 +32,27 @@ pub fn blocked_set() -> libc::sigset_t {
     }
 }
 
-/// Encode a wait status for the status pipe: exited or signaled, and the number.
-pub fn encode(status: libc::c_int) -> [u8; 4] {
-    status.to_ne_bytes()
+/// The length of init's one message on the status pipe.
+pub const STATUS_LEN: usize = 12;
+
+/// Encode what init says on the status pipe: the workload's wait status
+/// and the peak resident memory (KiB) of the largest process init reaped.
+/// The peak is a floor for the run's: a pooled cgroup's peak less what
+/// the slot held before can come out below it (or at zero) when the
+/// kernel reclaims the slot's old page cache during the run.
+pub fn encode(status: libc::c_int, max_rss_kib: i64) -> [u8; STATUS_LEN] {
+    let mut out = [0u8; STATUS_LEN];
+    out[..4].copy_from_slice(&status.to_ne_bytes());
+    out[4..].copy_from_slice(&max_rss_kib.to_ne_bytes());
+    out
+}
+
+/// The wait status and peak resident memory (KiB) from [`encode`].
+pub fn decode(buf: &[u8; STATUS_LEN]) -> (libc::c_int, u64) {
+    let status = libc::c_int::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let mut rss = [0u8; 8];
+    rss.copy_from_slice(&buf[4..]);
+    (status, i64::from_ne_bytes(rss).max(0) as u64)
 }
 
 pub fn run(workload: libc::pid_t, status_fd: RawFd) -> ! {
@@ -95,7 +113,12 @@ pub fn run(workload: libc::pid_t, status_fd: RawFd) -> ! {
                 break;
             }
             if pid == workload {
-                let _ = sys::write_all(status_fd, &encode(status));
+                // SAFETY: rusage is plain data; zeroed is a valid value.
+                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+                // SAFETY: `usage` is a valid out-pointer.
+                unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+                // One write under PIPE_BUF: the reader sees all or nothing.
+                let _ = sys::write_all(status_fd, &encode(status, usage.ru_maxrss));
                 let code = if libc::WIFEXITED(status) {
                     libc::WEXITSTATUS(status)
                 } else {
@@ -105,5 +128,16 @@ pub fn run(workload: libc::pid_t, status_fd: RawFd) -> ! {
                 unsafe { libc::_exit(code) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_message_reads_back_and_a_negative_peak_is_zero() {
+        assert_eq!(decode(&encode(0x0b00, 1234)), (0x0b00, 1234));
+        assert_eq!(decode(&encode(9, -1)), (9, 0));
     }
 }

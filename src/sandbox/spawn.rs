@@ -60,6 +60,9 @@ pub struct Running {
     /// How the workload ended, once init said so on the status pipe
     /// (before init itself exits and its namespaces are torn down).
     ended: Option<Exit>,
+    /// The peak resident memory (KiB) of the largest process init reaped,
+    /// said with how the workload ended; 0 until then.
+    workload_max_rss_kib: u64,
     /// The user-mode network helper, if any; killed when this is dropped.
     pub net: Option<crate::net::NetHelper>,
     /// init's parent, if not hutch (see [`super::teardown`]).
@@ -222,6 +225,7 @@ pub fn start_with(
         console: None,
         status: status_r,
         ended: None,
+        workload_max_rss_kib: 0,
         net: None,
         keeper,
     };
@@ -357,14 +361,23 @@ impl Running {
     /// outside); [`Running::wait_with_usage`] then reports init's end.
     pub fn workload_ended(&mut self) -> Option<Exit> {
         if self.ended.is_none() {
-            let mut buf = [0u8; 4];
-            // SAFETY: reading at most four bytes into `buf`.
-            let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-            if n == 4 {
-                self.ended = Some(Exit::from_wait_status(i32::from_ne_bytes(buf)));
+            let mut buf = [0u8; init::STATUS_LEN];
+            // SAFETY: reading at most `buf.len()` bytes into `buf`.
+            let n =
+                unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n == buf.len() as isize {
+                let (status, max_rss_kib) = init::decode(&buf);
+                self.ended = Some(Exit::from_wait_status(status));
+                self.workload_max_rss_kib = max_rss_kib;
             }
         }
         self.ended
+    }
+
+    /// The peak resident memory (KiB) of the largest process of the
+    /// sandbox that init reaped, once [`Running::workload_ended`] is known.
+    pub fn workload_max_rss_kib(&self) -> u64 {
+        self.workload_max_rss_kib
     }
 
     /// Reap init and return how the workload ended, with the resources
