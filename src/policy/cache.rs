@@ -133,7 +133,7 @@ include!(concat!(env!("OUT_DIR"), "/shipped_sha256.rs"));
 
 const POLICY_MAGIC: &[u8; 8] = b"HUTCHPOL";
 /// Bumped when the entry layout changes.
-const POLICY_FORMAT: u32 = 1;
+const POLICY_FORMAT: u32 = 2;
 /// Far above any real entry (a few filters, a Landlock plan, some text).
 const MAX_POLICY_BYTES: u64 = 4 << 20;
 
@@ -170,6 +170,7 @@ struct PolicyMeta {
     name: String,
     has_seccomp: bool,
     landlock: Option<Plan>,
+    inet_sockets: bool,
     warnings: Vec<String>,
     report: Vec<String>,
 }
@@ -260,6 +261,7 @@ pub fn load_policy(dir: &Path, key: &str) -> Option<Policy> {
         name: meta.name,
         seccomp: meta.has_seccomp.then(|| Arc::new(compiled)),
         landlock: meta.landlock,
+        inet_sockets: meta.inet_sockets,
         warnings: meta.warnings,
         report: meta.report,
     })
@@ -273,6 +275,7 @@ pub fn store_policy(dir: &Path, key: &str, policy: &Policy, deps: &[Dep]) -> std
         name: policy.name.clone(),
         has_seccomp: policy.seccomp.is_some(),
         landlock: policy.landlock.clone(),
+        inet_sockets: policy.inet_sockets,
         warnings: policy.warnings.clone(),
         report: policy.report.clone(),
     };

@@ -100,12 +100,19 @@ pub enum PolicyError {
 /// supervisor and `exec` apply it again from there. Reading one back fails
 /// closed: a record that names a policy but carries neither filter (a
 /// truncated or hand-edited record) is refused rather than run unconfined.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "StoredPolicy")]
 pub struct Policy {
     pub name: String,
     seccomp: Option<Arc<Compiled>>,
     landlock: Option<Plan>,
+    /// Whether the workload may open IPv4 or IPv6 sockets
+    /// ([`SeccompModel::allows_inet_sockets`]). When not, the sandbox's
+    /// loopback stays down as the kernel made it (bringing it up and
+    /// tearing its addresses and routes down again is about 3% of a judge
+    /// run), and nothing else of its network namespace is set.
+    #[serde(default = "yes")]
+    pub inet_sockets: bool,
     /// Said on stderr when the policy is chosen: what is not enforced.
     pub warnings: Vec<String>,
     /// What the policy enforces, for `hutch policy check`. A record keeps
@@ -114,6 +121,26 @@ pub struct Policy {
     /// every run and read by nothing.
     #[serde(serialize_with = "serialize_record_report")]
     pub report: Vec<String>,
+}
+
+/// No filters, and sockets as the kernel allows them.
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            name: String::new(),
+            seccomp: None,
+            landlock: None,
+            inet_sockets: true,
+            warnings: Vec::new(),
+            report: Vec::new(),
+        }
+    }
+}
+
+/// A record or cache entry written before a field existed: the answer
+/// that enforces nothing less.
+fn yes() -> bool {
+    true
 }
 
 /// The lines of a policy's report that reading a record back needs.
@@ -138,6 +165,8 @@ struct StoredPolicy {
     seccomp: Option<Arc<Compiled>>,
     #[serde(default)]
     landlock: Option<Plan>,
+    #[serde(default = "yes")]
+    inet_sockets: bool,
     #[serde(default)]
     warnings: Vec<String>,
     #[serde(default)]
@@ -168,6 +197,7 @@ impl TryFrom<StoredPolicy> for Policy {
             name: p.name,
             seccomp: p.seccomp,
             landlock: p.landlock,
+            inet_sockets: p.inet_sockets,
             warnings: p.warnings,
             report: p.report,
         })
@@ -458,6 +488,10 @@ impl Policy {
             profile.landlock = None;
             warnings.push("no Landlock ruleset (--security-opt landlock=unconfined)".to_string());
         }
+        let inet_sockets = profile
+            .seccomp
+            .as_ref()
+            .map_or(true, SeccompModel::allows_inet_sockets);
         let seccomp = match &profile.seccomp {
             Some(m) => {
                 describe_seccomp(m, &mut report);
@@ -510,6 +544,11 @@ impl Policy {
         {
             warnings.push("no seccomp filter and no Landlock ruleset: the sandbox relies on namespaces and dropped capabilities alone".into());
         }
+        if !inet_sockets {
+            report.push(
+                "network: loopback left down (the filter refuses IPv4 and IPv6 sockets)".into(),
+            );
+        }
         let warnings = warnings
             .into_iter()
             .map(|w| format!("policy {name}: {w}"))
@@ -518,6 +557,7 @@ impl Policy {
             name,
             seccomp,
             landlock,
+            inet_sockets,
             warnings,
             report,
         })
@@ -644,6 +684,39 @@ mod stored_policy_tests {
         assert_eq!(back.name, resolved.name);
         let p: Policy = serde_json::from_str(r#"{"name":"unconfined"}"#).unwrap();
         assert_eq!(p.name, "unconfined");
+    }
+
+    #[test]
+    fn judge_refuses_inet_sockets_and_the_others_allow_them() {
+        let resolved = |profile: &str| {
+            Policy::resolve(&Choice {
+                profile: Some(profile.into()),
+                ..Choice::default()
+            })
+            .unwrap()
+        };
+        let judge = resolved("judge");
+        assert!(!judge.inet_sockets);
+        assert!(judge
+            .report
+            .iter()
+            .any(|l| l.contains("loopback left down")));
+        assert!(resolved("default").inet_sockets);
+        assert!(resolved("unconfined").inet_sockets);
+        assert!(Policy::unconfined().inet_sockets);
+        // Docker's profile lets any socket through.
+        let docker = Policy::resolve(&Choice {
+            seccomp: SeccompChoice::DockerJson(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/data/seccomp/docker-default.json"),
+            ),
+            ..Choice::default()
+        })
+        .unwrap();
+        assert!(docker.inet_sockets);
+        // A record written before the field reads as allowing them.
+        let old: Policy = serde_json::from_str(r#"{"name":"unconfined"}"#).unwrap();
+        assert!(old.inet_sockets);
     }
 
     #[test]

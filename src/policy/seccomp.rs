@@ -228,6 +228,38 @@ const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
 const PROCESS_SYSCALLS: [&str; 3] = ["clone", "fork", "vfork"];
 
 impl SeccompModel {
+    /// Whether a workload under this model may open an IPv4 or IPv6
+    /// socket. Conservative: yes unless the default action refuses calls
+    /// and every rule that lets one through either names none of the ways
+    /// to a socket or pins `socket`'s family (argument 0, which the kernel
+    /// reads as an int) to one that is neither. `socketcall` and io_uring
+    /// (which opens sockets beside seccomp) count as ways whatever their
+    /// arguments. A wrong "yes" only costs bringing up a loopback nothing
+    /// uses; a "no" leaves it down.
+    pub fn allows_inet_sockets(&self) -> bool {
+        let passes = |a: Action| matches!(a, Action::Allow | Action::Log);
+        if passes(self.default_action) {
+            return true;
+        }
+        let pins_other_family = |conds: &[Condition]| {
+            conds.iter().any(|c| {
+                let family = (c.value & 0xffff_ffff) as i32;
+                c.index == 0
+                    && c.op == CmpOp::Eq
+                    && family != libc::AF_INET
+                    && family != libc::AF_INET6
+            })
+        };
+        self.effective_rules().iter().any(|r| {
+            passes(r.action)
+                && r.syscalls.iter().any(|s| match s.as_str() {
+                    "socket" => !pins_other_family(&r.conditions),
+                    "socketcall" | "io_uring_setup" => true,
+                    _ => false,
+                })
+        })
+    }
+
     /// The rules after `new_processes` has had its say.
     pub fn effective_rules(&self) -> Vec<Rule> {
         if self.new_processes == NewProcesses::Any {
@@ -633,6 +665,74 @@ mod tests {
         assert_eq!(Arch::X86_64.syscall("clone3"), Some(435));
         #[cfg(target_arch = "x86_64")]
         assert_eq!(Arch::X86_64.syscall("mount"), Some(libc::SYS_mount));
+    }
+
+    #[test]
+    fn inet_sockets_are_allowed_unless_every_way_to_one_is_shut() {
+        let rule = |name: &str, action, conditions| Rule {
+            syscalls: vec![name.into()],
+            arch: None,
+            action,
+            conditions,
+            why: String::new(),
+        };
+        let family = |value, width| Condition {
+            index: 0,
+            op: CmpOp::Eq,
+            value,
+            width,
+        };
+        let model = |default_action, rules| SeccompModel {
+            default_action,
+            rules,
+            new_processes: NewProcesses::Any,
+        };
+        let unix_only = rule("socket", Action::Allow, vec![family(1, Width::W32)]);
+        assert!(!model(Action::Errno(1), vec![unix_only.clone()]).allows_inet_sockets());
+        assert!(!model(Action::KillProcess, vec![]).allows_inet_sockets());
+        for open in [
+            // Every call passes, or is only logged.
+            model(Action::Allow, vec![]),
+            model(Action::Log, vec![unix_only.clone()]),
+            // A socket of any family, or of AF_INET6.
+            model(
+                Action::Errno(1),
+                vec![rule("socket", Action::Allow, vec![])],
+            ),
+            model(Action::Log, vec![]),
+            model(
+                Action::Errno(1),
+                vec![rule("socket", Action::Allow, vec![family(10, Width::W32)])],
+            ),
+            // The kernel reads the family as an int: upper bits do not help.
+            model(
+                Action::Errno(1),
+                vec![rule(
+                    "socket",
+                    Action::Log,
+                    vec![family((1 << 32) | 2, Width::W64)],
+                )],
+            ),
+            // One rule shut, another open.
+            model(
+                Action::Errno(1),
+                vec![unix_only.clone(), rule("socket", Action::Allow, vec![])],
+            ),
+            // Ways to a socket beside socket(2).
+            model(
+                Action::Errno(1),
+                vec![rule("socketcall", Action::Allow, vec![])],
+            ),
+            model(
+                Action::Errno(1),
+                vec![rule("io_uring_setup", Action::Allow, vec![])],
+            ),
+        ] {
+            assert!(open.allows_inet_sockets(), "{open:?}");
+        }
+        // A rule that refuses sockets opens nothing.
+        let refused = rule("socket", Action::Errno(1), vec![]);
+        assert!(!model(Action::Errno(1), vec![refused, unix_only]).allows_inet_sockets());
     }
 
     #[test]

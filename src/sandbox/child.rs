@@ -125,7 +125,12 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         None => None,
     };
 
-    if spec.network.private_namespace() && spec.advanced.creates(Namespace::Network) {
+    // A policy that refuses IPv4 and IPv6 sockets leaves the namespace as
+    // the kernel made it: no port to bind, no loopback to bring up.
+    let inet = spec.network.private_namespace()
+        && spec.advanced.creates(Namespace::Network)
+        && spec.policy.inet_sockets;
+    if inet {
         // As Docker does: any port may be bound inside the sandbox's own
         // network namespace, even without capabilities. This /proc/sys
         // file belongs to the netns we are in, not the host's.
@@ -152,7 +157,7 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
     if !spec.hostname.is_empty() {
         set_hostname(&spec.hostname)?;
     }
-    if spec.network.private_namespace() && spec.advanced.creates(Namespace::Network) {
+    if inet {
         loopback_up()?;
     }
 

@@ -266,6 +266,32 @@ fn judge_refuses_network_sockets_and_new_processes() {
 }
 
 #[test]
+fn a_policy_without_inet_sockets_leaves_the_network_namespace_as_made() {
+    let files = [
+        "cat",
+        "/sys/class/net/lo/flags",
+        "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+    ];
+    // judge refuses IPv4 and IPv6 sockets: lo stays down (IFF_LOOPBACK
+    // only) and the ports below 1024 stay privileged, as the kernel made them.
+    let judge = hutch(User::Sub)
+        .run_rootfs(["--policy", "judge"])
+        .args(files)
+        .run();
+    assert_eq!(judge.ok(), "0x8\n1024\n");
+    // The same profile letting AF_INET through gets them set up.
+    let inet = profile(
+        "policy-judge-inet",
+        "extends = \"judge\"\n[[seccomp.rule]]\nwhy = \"AF_INET too\"\nsyscalls = [\"socket\"]\nargs = [{ index = 0, op = \"eq\", value = 2, width = 32 }]\n",
+    );
+    let out = hutch(User::Sub)
+        .run_rootfs(["--policy", inet.to_str().unwrap()])
+        .args(files)
+        .run();
+    assert_eq!(out.ok(), "0x9\n0\n");
+}
+
+#[test]
 fn a_profile_requiring_abi_99_is_refused() {
     let p = profile("policy-abi99", "[landlock]\nminimum_abi = 99\n");
     hutch(User::Sub)
