@@ -313,6 +313,7 @@ mod tests {
         assert_ne!(key, policy_key(&Choice::default()).unwrap());
         store_policy(&dir, &key, &p, &deps).unwrap();
         let back = load_policy(&dir, &key).expect("a fresh entry is a hit");
+        assert!(!p.inet_sockets && !back.inet_sockets, "judge's answer kept");
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(&p).unwrap()

@@ -109,7 +109,7 @@ pub struct Policy {
     /// Whether the workload may open IPv4 or IPv6 sockets
     /// ([`SeccompModel::allows_inet_sockets`]). When not, the sandbox's
     /// loopback stays down as the kernel made it (bringing it up and
-    /// tearing its addresses and routes down again is about 3% of a judge
+    /// tearing its addresses and routes down again is about 4% of a judge
     /// run), and nothing else of its network namespace is set.
     #[serde(default = "yes")]
     pub inet_sockets: bool,
@@ -714,9 +714,42 @@ mod stored_policy_tests {
         })
         .unwrap();
         assert!(docker.inet_sockets);
-        // A record written before the field reads as allowing them.
+        // A record written before the field reads as allowing them; one
+        // written now keeps judge's answer.
         let old: Policy = serde_json::from_str(r#"{"name":"unconfined"}"#).unwrap();
         assert!(old.inet_sockets);
+        let back: Policy = serde_json::from_str(&serde_json::to_string(&judge).unwrap()).unwrap();
+        assert!(!back.inet_sockets);
+        // Docker JSON pinning socket to AF_UNIX refuses them; adding
+        // AF_INET (a second rule, as Docker splits them) allows them.
+        let dir = std::env::temp_dir().join(format!("hutch-inet-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let docker_json = |families: &[u32]| {
+            let rules: Vec<String> = families
+                .iter()
+                .map(|f| {
+                    format!(
+                        r#"{{"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{{"index":0,"value":{f},"op":"SCMP_CMP_EQ"}}]}}"#
+                    )
+                })
+                .collect();
+            let file = dir.join(format!("{}.json", families.len()));
+            let text = format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":["exit_group"],"action":"SCMP_ACT_ALLOW"}},{}]}}"#,
+                rules.join(",")
+            );
+            std::fs::write(&file, text).unwrap();
+            Policy::resolve(&Choice {
+                profile: Some("unconfined".into()),
+                seccomp: SeccompChoice::DockerJson(file),
+                ..Choice::default()
+            })
+            .unwrap()
+            .inet_sockets
+        };
+        assert!(!docker_json(&[1]));
+        assert!(docker_json(&[1, 2]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

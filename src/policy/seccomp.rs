@@ -229,31 +229,31 @@ const PROCESS_SYSCALLS: [&str; 3] = ["clone", "fork", "vfork"];
 
 impl SeccompModel {
     /// Whether a workload under this model may open an IPv4 or IPv6
-    /// socket. Conservative: yes unless the default action refuses calls
-    /// and every rule that lets one through either names none of the ways
-    /// to a socket or pins `socket`'s family (argument 0, which the kernel
-    /// reads as an int) to one that is neither. `socketcall` and io_uring
-    /// (which opens sockets beside seccomp) count as ways whatever their
+    /// socket, or one of a family carried over them (AF_SMC falls back to
+    /// TCP, AF_RDS runs over it). Conservative: yes unless the default
+    /// action refuses calls and every rule that lets one through either
+    /// names none of the ways to a socket or pins `socket`'s family
+    /// (argument 0, which the kernel reads as an int) to a local one:
+    /// AF_UNIX, AF_NETLINK or AF_ALG. `socketcall` and io_uring (which
+    /// opens sockets beside seccomp) count as ways whatever their
     /// arguments. A wrong "yes" only costs bringing up a loopback nothing
-    /// uses; a "no" leaves it down.
+    /// uses; a wrong "no" only leaves it down.
     pub fn allows_inet_sockets(&self) -> bool {
         let passes = |a: Action| matches!(a, Action::Allow | Action::Log);
         if passes(self.default_action) {
             return true;
         }
-        let pins_other_family = |conds: &[Condition]| {
+        const LOCAL_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
+        let pins_local_family = |conds: &[Condition]| {
             conds.iter().any(|c| {
                 let family = (c.value & 0xffff_ffff) as i32;
-                c.index == 0
-                    && c.op == CmpOp::Eq
-                    && family != libc::AF_INET
-                    && family != libc::AF_INET6
+                c.index == 0 && c.op == CmpOp::Eq && LOCAL_FAMILIES.contains(&family)
             })
         };
         self.effective_rules().iter().any(|r| {
             passes(r.action)
                 && r.syscalls.iter().any(|s| match s.as_str() {
-                    "socket" => !pins_other_family(&r.conditions),
+                    "socket" => !pins_local_family(&r.conditions),
                     "socketcall" | "io_uring_setup" => true,
                     _ => false,
                 })
@@ -694,15 +694,27 @@ mod tests {
             // Every call passes, or is only logged.
             model(Action::Allow, vec![]),
             model(Action::Log, vec![unix_only.clone()]),
-            // A socket of any family, or of AF_INET6.
+            // A socket of any family, of AF_INET6, or of AF_SMC (which
+            // falls back to TCP).
             model(
                 Action::Errno(1),
                 vec![rule("socket", Action::Allow, vec![])],
             ),
-            model(Action::Log, vec![]),
             model(
                 Action::Errno(1),
                 vec![rule("socket", Action::Allow, vec![family(10, Width::W32)])],
+            ),
+            model(
+                Action::Errno(1),
+                vec![rule("socket", Action::Allow, vec![family(43, Width::W32)])],
+            ),
+            // A rule for another architecture counts all the same.
+            model(
+                Action::Errno(1),
+                vec![Rule {
+                    arch: Some(Arch::Aarch64),
+                    ..rule("socket", Action::Allow, vec![])
+                }],
             ),
             // The kernel reads the family as an int: upper bits do not help.
             model(
@@ -730,9 +742,12 @@ mod tests {
         ] {
             assert!(open.allows_inet_sockets(), "{open:?}");
         }
-        // A rule that refuses sockets opens nothing.
-        let refused = rule("socket", Action::Errno(1), vec![]);
-        assert!(!model(Action::Errno(1), vec![refused, unix_only]).allows_inet_sockets());
+        // Rules that refuse sockets open nothing, and netlink is local.
+        let refused = [Action::Errno(1), Action::KillProcess, Action::Trap]
+            .map(|a| rule("socket", a, vec![]));
+        let netlink = rule("socket", Action::Allow, vec![family(16, Width::W64)]);
+        let rules = [refused.to_vec(), vec![unix_only, netlink]].concat();
+        assert!(!model(Action::Errno(1), rules).allows_inet_sockets());
     }
 
     #[test]

@@ -414,6 +414,13 @@ fn policy_annotation_applies_the_profiles_seccomp_and_landlock() {
     b.config["annotations"] = json!({"run.hutch.policy": "/etc/passwd"});
     let (out, _) = b.create("path");
     out.fails_with(125, "annotations.run.hutch.policy");
+
+    // judge refuses IPv4 and IPv6 sockets, but a runtime container's
+    // network namespace may be joined by others (a pod's): its loopback is
+    // up (IFF_UP | IFF_LOOPBACK) as runc and crun leave it.
+    let mut b = Bundle::new("policy-judge", &["cat", "/sys/class/net/lo/flags"]);
+    b.config["annotations"] = json!({"run.hutch.policy": "judge"});
+    assert_eq!(run_to_end(&b, "judge"), "0x9\n");
 }
 
 /// The busybox image in hutch-sub's Podman storage, from the local registry.
