@@ -153,18 +153,33 @@ rates() { # "ns ns ..." -> "runs/s ..."
 ratios() { # sandbox's times, hutch-judge's times -> "ratio ..."
     paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{printf "%.3f ", $1 / $2}'
 }
-printf '%-14s %10s %10s %20s %20s %9s %11s %6s\n' sandbox "runs/s (1)" "runs/s (2)" \
-    "hutch-judge/x (1)" "hutch-judge/x (2)" "median ms" "h-j/x (med)" failed
+# How many rounds hutch-judge won, and a one-sided sign test: the chance
+# of winning at least that many were the two equally fast (every round a
+# coin toss). A lead is beyond this machine's noise when that chance is
+# small (below 0.05, say), whatever the spread of the ratios.
+wins() { # "ratio ..." -> "won/rounds p"
+    printf '%s\n' $1 | awk '{n++; if ($1 > 1) w++} END {
+        p = 0; c = 1
+        for (k = 0; k <= n; k++) { if (k >= w) p += c; c = c * (n - k) / (k + 1) }
+        printf "%d/%d %.3f\n", w, n, p / 2 ^ n }'
+}
+printf '%-14s %10s %10s %20s %20s %9s %11s %6s  %s\n' sandbox "runs/s (1)" "runs/s (2)" \
+    "hutch-judge/x (1)" "hutch-judge/x (2)" "median ms" "h-j/x (med)" failed \
+    "hutch-judge won (1) (2), sign test p"
 for name in "${order[@]}"; do
     [ -n "${cmd[$name]:-}" ] || continue
     read -r _ rate1 _ < <(quartiles "$(rates "${t1[$name]}")")
     read -r _ rate2 _ < <(quartiles "$(rates "${t2[$name]}")")
     read -r a1 m1 b1 < <(quartiles "$(ratios "${t1[$name]}" "${t1[hutch-judge]}")")
     read -r a2 m2 b2 < <(quartiles "$(ratios "${t2[$name]}" "${t2[hutch-judge]}")")
-    printf '%-14s %10.0f %10.0f %20s %20s %9s %11s %6s\n' "$name" "$rate1" "$rate2" \
+    read -r w1 p1 < <(wins "$(ratios "${t1[$name]}" "${t1[hutch-judge]}")")
+    read -r w2 p2 < <(wins "$(ratios "${t2[$name]}" "${t2[hutch-judge]}")")
+    won="$w1 $w2, p $p1 $p2"
+    [ "$name" != hutch-judge ] || won=-
+    printf '%-14s %10.0f %10.0f %20s %20s %9s %11s %6s  %s\n' "$name" "$rate1" "$rate2" \
         "$(printf '%.2f (%.2f-%.2f)' "$m1" "$a1" "$b1")" \
         "$(printf '%.2f (%.2f-%.2f)' "$m2" "$a2" "$b2")" \
         "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/1000}")" \
         "$(awk "BEGIN{printf \"%.2f\", ${med[$name]}/${med[hutch-judge]}}")" \
-        "${fail[$name]}"
+        "${fail[$name]}" "$won"
 done
