@@ -50,8 +50,6 @@ pub enum Step {
     /// when the workload ended); a hutch that died before that leaves
     /// them to `hutch rm`.
     StopIfExists(PathBuf),
-    /// Remove a file.
-    Unlink(PathBuf),
     /// Rename a directory to the first of `to` that does not exist yet,
     /// else remove its `files` and it (which fails, harmlessly, unless it
     /// is then empty).
@@ -66,7 +64,6 @@ pub enum Step {
 enum RawStep {
     RemoveCgroup(CString),
     StopIfExists(CString),
-    Unlink(CString),
     Park(CString, Vec<CString>, Vec<CString>),
 }
 
@@ -76,7 +73,6 @@ impl RawStep {
         Some(match step {
             Step::RemoveCgroup(p) => RawStep::RemoveCgroup(c(p)?),
             Step::StopIfExists(p) => RawStep::StopIfExists(c(p)?),
-            Step::Unlink(p) => RawStep::Unlink(c(p)?),
             Step::Park { dir, to, files } => RawStep::Park(
                 c(dir)?,
                 to.iter().map(c).collect::<Option<_>>()?,
@@ -465,9 +461,6 @@ fn keeper(job: &Job) -> ! {
                         break;
                     }
                 }
-                RawStep::Unlink(path) => {
-                    call(libc::SYS_unlinkat, at, path.as_ptr() as usize, 0, 0);
-                }
                 RawStep::Park(dir, to, files) => {
                     let parked = to.iter().any(|t| {
                         raw_syscall(
@@ -673,19 +666,16 @@ mod tests {
     #[test]
     fn the_keeper_kills_init_when_hutch_is_gone_then_does_its_steps_in_order() {
         let dir = scratch("steps");
-        for d in ["record", "cgroup", "taken"] {
+        for d in ["record", "cgroup", "taken", "never"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        for f in ["record/state.json", "kept", "never"] {
-            std::fs::write(dir.join(f), "").unwrap();
-        }
+        std::fs::write(dir.join("kept"), "").unwrap();
         for d in ["full", "full-taken"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         std::fs::write(dir.join("full/state.json"), "").unwrap();
         let steps = vec![
             Step::RemoveCgroup(dir.join("cgroup")),
-            Step::Unlink(dir.join("record/state.json")),
             Step::Park {
                 dir: dir.join("record"),
                 to: vec![dir.join("taken"), dir.join("spare")],
@@ -698,7 +688,7 @@ mod tests {
                 files: vec![dir.join("full/state.json")],
             },
             Step::StopIfExists(dir.join("kept")),
-            Step::Unlink(dir.join("never")),
+            Step::RemoveCgroup(dir.join("never")),
         ];
         // hutch exits at once; init waits for a byte that never comes.
         let (code, init, orphans) = under_subreaper(&steps, |_, _, _| 0);
@@ -711,9 +701,8 @@ mod tests {
         assert!(!dir.join("cgroup").exists());
         assert!(!dir.join("record").exists());
         assert!(dir.join("spare").is_dir(), "parked in the first free slot");
-        assert!(!dir.join("spare/state.json").exists());
         assert!(!dir.join("full").exists(), "emptied and removed");
-        assert!(dir.join("never").exists(), "went past an existing path");
+        assert!(dir.join("never").is_dir(), "went past an existing path");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
