@@ -12,6 +12,7 @@ use crate::cli::security::SecurityArgs;
 use crate::container::record::parse_signal;
 use crate::image::manifest::RunConfig;
 use crate::image::{self, PullPolicy};
+use crate::net::NetworkSpec;
 use crate::paths;
 use crate::sandbox::attach;
 use crate::sandbox::idmap::{IdMapping, UsernsMode};
@@ -458,6 +459,7 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
         UpperDir::Persistent { upper, work }
     };
 
+    let policy = args.security.resolve()?;
     Ok(Spec {
         id: id.clone(),
         root,
@@ -476,8 +478,11 @@ pub fn build_spec(args: &RunArgs) -> Result<Spec, RunError> {
             stdin: args.interactive,
             stop_signal,
         },
-        policy: args.security.resolve()?,
-        network: args.network.resolve(&exposed_ports(&image_config))?,
+        network: NetworkSpec {
+            loopback_down: !policy.inet_sockets,
+            ..args.network.resolve(&exposed_ports(&image_config))?
+        },
+        policy,
         // Last: this may create the sandbox's cgroup.
         limits: Enforcement::plan(&args.limits.limits()?, &id, args.pool_cgroup)?,
         scratch: paths::scratch_dir()?,

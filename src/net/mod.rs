@@ -242,6 +242,15 @@ pub struct NetworkSpec {
     /// -P: `ports` include the image's ExposedPorts on free host ports.
     #[serde(default)]
     pub publish_all: bool,
+    /// Leave the sandbox's network namespace as the kernel made it: `lo`
+    /// down, the unprivileged-port sysctl unset. For runs whose policy lets
+    /// no IPv4 or IPv6 socket through (`Policy::inet_sockets`), where
+    /// nothing could use them and setting them up costs every run. Never
+    /// for the OCI runtime: other containers (a pod's) may join its
+    /// namespace under policies of their own, and runc and crun bring `lo`
+    /// up.
+    #[serde(default)]
+    pub loopback_down: bool,
 }
 
 impl NetworkSpec {
@@ -334,6 +343,7 @@ impl NetworkSpec {
             resolv_conf,
             extra_hosts,
             publish_all: false,
+            loopback_down: false,
         })
     }
 

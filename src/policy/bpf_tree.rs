@@ -29,6 +29,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use seccompiler::sock_filter;
 
+use super::seccomp::MAX_INSNS;
+
 const LD_W_ABS: u16 = 0x20;
 const AND_K: u16 = 0x54;
 const JA: u16 = 0x05;
@@ -41,7 +43,6 @@ const RET_K: u16 = 0x06;
 const NR: u32 = 0;
 const ARCH: u32 = 4;
 const DATA_END: u32 = 64;
-const MAX_INSNS: usize = 4096;
 /// A bound on the specialised argument tests of one syscall number.
 const MAX_NODE: usize = 512;
 

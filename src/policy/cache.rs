@@ -22,16 +22,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::landlock::Plan;
-use super::seccomp::{Arch, Compiled, SeccompModel};
+use super::seccomp::{Arch, Compiled, SeccompModel, MAX_INSNS};
 use super::{Choice, Policy, SeccompChoice, StoredPolicy};
 
 const MAGIC: &[u8; 8] = b"HUTCHBPF";
 /// Bumped when the file layout or the compiler's output changes (the
 /// optimiser in `bpf_opt.rs` and the merge in `bpf_tree.rs` included).
 const FORMAT: u32 = 5;
-/// A BPF program holds at most 4096 instructions; a profile a few filters.
+/// A profile compiles to a few filters.
 const MAX_PROGRAMS: usize = 16;
-const MAX_INSNS: usize = 4096;
 
 /// The cache key of `model` compiled for `arch`.
 pub fn key(model: &SeccompModel, arch: Arch) -> String {

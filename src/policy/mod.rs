@@ -107,10 +107,10 @@ pub struct Policy {
     seccomp: Option<Arc<Compiled>>,
     landlock: Option<Plan>,
     /// Whether the workload may open IPv4 or IPv6 sockets
-    /// ([`SeccompModel::allows_inet_sockets`]). When not, the sandbox's
-    /// loopback stays down as the kernel made it (bringing it up and
-    /// tearing its addresses and routes down again is about 4% of a judge
-    /// run), and nothing else of its network namespace is set.
+    /// ([`SeccompModel::allows_inet_sockets`]). When not, `run` leaves the
+    /// sandbox's loopback down (`NetworkSpec::loopback_down`: bringing it
+    /// up and tearing its addresses and routes down again is about 4% of a
+    /// judge run).
     #[serde(default = "yes")]
     pub inet_sockets: bool,
     /// Said on stderr when the policy is chosen: what is not enforced.

@@ -325,9 +325,10 @@ impl serde::Serialize for Compiled {
     }
 }
 
-/// The kernel's bound on a classic BPF program (BPF_MAXINSNS): a record's
-/// program longer than that is refused when read, not cut short later.
-const MAX_INSNS: usize = 4096;
+/// The kernel's bound on a classic BPF program (BPF_MAXINSNS): a program
+/// longer than that is refused when read from a record or the cache, and
+/// never built.
+pub const MAX_INSNS: usize = 4096;
 
 fn program_hex(p: &[sock_filter]) -> String {
     use std::fmt::Write;

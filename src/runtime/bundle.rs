@@ -323,11 +323,7 @@ pub fn to_spec(cfg: &Config, id: &str, places: &Places) -> R<Converted> {
         }
     }
 
-    let (mut policy, extra) = policy(cfg, linux, places, &mut notes)?;
-    // Other containers may join this one's network namespace (a pod's, by
-    // path) under policies of their own: its loopback comes up whatever
-    // this container's filter allows, as runc and crun bring it up.
-    policy.inet_sockets = true;
+    let (policy, extra) = policy(cfg, linux, places, &mut notes)?;
     adv.extra_seccomp = extra;
 
     let mut spec = Spec {

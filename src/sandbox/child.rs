@@ -125,11 +125,9 @@ fn setup(spec: &Spec, fds: ChildFds) -> Result<Infallible, SetupError> {
         None => None,
     };
 
-    // A policy that refuses IPv4 and IPv6 sockets leaves the namespace as
-    // the kernel made it: no port to bind, no loopback to bring up.
     let inet = spec.network.private_namespace()
         && spec.advanced.creates(Namespace::Network)
-        && spec.policy.inet_sockets;
+        && !spec.network.loopback_down;
     if inet {
         // As Docker does: any port may be bound inside the sandbox's own
         // network namespace, even without capabilities. This /proc/sys
