@@ -9,6 +9,7 @@ mod host;
 mod image_xattrs;
 mod images;
 mod judge;
+mod layout;
 mod leaks;
 mod lifecycle;
 mod network;
