@@ -52,8 +52,14 @@ root=$fix/rootfs
 # hutch's judge filters as raw sock_filter arrays for bwrap: the seccomp
 # cache file is "HUTCHBPF", a u32 format, a u32 count, then per program a
 # u32 length and that many 8-byte instructions (struct sock_filter).
-bpf_dir=$(mktemp -d)
-trap 'rm -rf "$bpf_dir"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Every run is started by bench/spawn.c, as a judge's worker pool starts
+# them: no shell or xargs between, whose own start was a fifth of the CPU
+# of every sandbox's run here.
+spawn=$tmp/spawn
+gcc -O2 -o "$spawn" bench/spawn.c
+bpf_dir=$tmp
 cache=$("$hutch" policy check judge | sed -n 's/.*cache: \(hit\|compiled, stored as\) \(\/.*\.bpf\)$/\2/p')
 seccomp_fds=""
 if [ -n "$cache" ] && [ -f "$cache" ]; then
@@ -62,11 +68,13 @@ if [ -n "$cache" ] && [ -f "$cache" ]; then
     off=16
     for i in $(seq 0 $((n - 1))); do
         len=$(u32 "$off")
-        dd if="$cache" of="$bpf_dir/$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
+        dd if="$cache" of="$bpf_dir/bpf$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
         off=$((off + 4 + len * 8))
-        # sh (dash) redirects single-digit descriptors only.
+        # sh (dash), which checks each command below, redirects
+        # single-digit descriptors only.
         [ $((3 + i)) -le 9 ] || { seccomp_fds=""; break; }
-        seccomp_fds="$seccomp_fds --add-seccomp-fd $((3 + i)) $((3 + i))<$bpf_dir/$i"
+        seccomp_opens="${seccomp_opens:-} $((3 + i))<$bpf_dir/bpf$i"
+        seccomp_fds="$seccomp_fds --add-seccomp-fd $((3 + i))"
     done
 fi
 
@@ -83,7 +91,8 @@ fi
 bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
 cmd[bwrap]="$bwrap /usr/bin/hello"
 if [ -n "$seccomp_fds" ]; then
-    cmd[bwrap+seccomp]="$bwrap $seccomp_fds /usr/bin/hello"
+    # FD<path: spawn (and sh) open the program on FD for each run.
+    cmd[bwrap+seccomp]="$seccomp_opens $bwrap $seccomp_fds /usr/bin/hello"
 fi
 if command -v hakoniwa >/dev/null; then
     cmd[hakoniwa]="hakoniwa run --rootdir $root -- /usr/bin/hello"
@@ -107,11 +116,8 @@ rounds=${ROUNDS:-20}
 chunk=$(( (runs + rounds - 1) / rounds ))
 declare -A t1 t2 fail
 timed() { # name workers -> "nanoseconds failed-runs" for one chunk
-    local c=${cmd[$1]} start end failed
-    start=$(date +%s%N)
-    failed=$(seq "$chunk" | xargs -P "$2" -I{} sh -c "$c >/dev/null 2>&1 || echo x" | wc -l)
-    end=$(date +%s%N)
-    echo "$((end - start)) $failed"
+    # Unquoted: a command is its words (no spaces in the fixture's paths).
+    "$spawn" "$chunk" "$2" ${cmd[$1]}
 }
 order=(hutch-judge hutch-baseline hutch bwrap bwrap+seccomp hakoniwa hakoniwa+)
 for r in $(seq "$rounds"); do
@@ -124,16 +130,14 @@ for r in $(seq "$rounds"); do
     done
 done
 # Interleaved single runs: every round runs each sandbox once, in a new
-# shuffled order, timed with bash's clock (no process to start for it):
-# work a run leaves behind (exits, kernel cleanup) then falls on whichever
-# sandbox runs next, not on the same one's next run as in the chunks above.
+# shuffled order, each timed by spawn from its start to its exit: work a
+# run leaves behind (exits, kernel cleanup) then falls on whichever sandbox
+# runs next, not on the same one's next run as in the chunks above.
 declare -A us
 for _ in $(seq "$runs"); do
     for name in $(printf '%s\n' "${!cmd[@]}" | shuf); do
-        t0=${EPOCHREALTIME/./}
-        sh -c "${cmd[$name]} >/dev/null 2>&1" || true
-        t1=${EPOCHREALTIME/./}
-        us[$name]+="$((t1 - t0)) "
+        read -r ns _ < <("$spawn" 1 1 ${cmd[$name]})
+        us[$name]+="$((ns / 1000)) "
     done
 done
 median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
