@@ -34,6 +34,12 @@ fn functions(bin: &str) -> HashMap<String, (u64, u64)> {
 
 #[test]
 fn the_functions_a_run_executes_lead_the_text() {
+    if cfg!(debug_assertions) {
+        // The list names the release build's functions (the profile is in
+        // every mangled name's hash); a debug build has none of them.
+        eprintln!("layout: not checked in a debug build");
+        return;
+    }
     let Some(order) = option_env!("HUTCH_SYMBOL_ORDER") else {
         panic!(
             "build.rs did not hand link/symbol-order.txt to the linker: it links with lld only \
