@@ -10,7 +10,7 @@
 //!   (lld, rustc's default linker on x86_64 Linux since 1.90). A run touches
 //!   about 500 KB of code scattered over hutch's 5.5 MB of text, and each
 //!   first touch of a 64 KiB window of it is a page fault, in the run's
-//!   process and again in its init: 75 of them per run, 21 with the order.
+//!   process and again in its init: 75 of them per judge run, 18 with the order.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,14 +52,14 @@ fn shipped_digests() {
 }
 
 /// Hands link/symbol-order.txt to the linker for the `hutch` binary if the
-/// linker takes `--symbol-ordering-file`, which a link of an empty program
-/// with the same flags tells (GNU ld refuses it). Names the file lists that
-/// a build no longer has (after a change of code or of dependencies) are
-/// skipped without a warning; the test `layout::*` says when too many are.
+/// linker takes it, which a link of an empty program with the same flags
+/// and the same linker arguments tells (GNU ld refuses them). Names the
+/// file lists that a build no longer has (after a change of code or of
+/// dependencies) are skipped without a warning; the test `layout::*` says
+/// when too many are.
 fn symbol_order() {
     const ORDER: &str = "link/symbol-order.txt";
     println!("cargo:rerun-if-changed={ORDER}");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let manifest =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let order = manifest.join(ORDER);
@@ -67,48 +67,73 @@ fn symbol_order() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-    if !linker_takes_symbol_order(&out) {
+    if let Err(why) = linker_takes(&out) {
+        println!(
+            "cargo:warning=the linker does not take --symbol-ordering-file ({why}): \
+             hutch's code stays in link order, and a run takes more page faults"
+        );
         return;
     }
-    println!(
-        "cargo:rustc-link-arg-bin=hutch=-Wl,--symbol-ordering-file={}",
-        order.display()
-    );
-    println!("cargo:rustc-link-arg-bin=hutch=-Wl,--no-warn-symbol-ordering");
+    for arg in order_args(&order) {
+        println!("cargo:rustc-link-arg-bin=hutch={arg}");
+    }
     // For the test that checks the layout of the binary.
     println!("cargo:rustc-env=HUTCH_SYMBOL_ORDER={}", order.display());
 }
 
+/// The linker arguments for an ordering file: `-Xlinker` pairs, not
+/// `-Wl,`, which would split a path at its commas.
+fn order_args(list: &Path) -> Vec<String> {
+    vec![
+        "-Xlinker".into(),
+        format!("--symbol-ordering-file={}", list.display()),
+        "-Xlinker".into(),
+        "--no-warn-symbol-ordering".into(),
+    ]
+}
+
 /// Links `fn main() {}` for the target with the flags hutch is built with
-/// and a one-name ordering file.
-fn linker_takes_symbol_order(out: &Path) -> bool {
+/// and [`order_args`] for a one-name list; the linker's complaint if that
+/// fails.
+fn linker_takes(out: &Path) -> Result<(), String> {
     let (Some(rustc), Some(target)) = (std::env::var_os("RUSTC"), std::env::var_os("TARGET"))
     else {
-        return false;
+        return Err("RUSTC or TARGET not set".into());
     };
     let src = out.join("order-probe.rs");
     let list = out.join("order-probe.txt");
-    if std::fs::write(&src, "fn main() {}\n").is_err() || std::fs::write(&list, "main\n").is_err() {
-        return false;
-    }
+    std::fs::write(&src, "fn main() {}\n").map_err(|e| e.to_string())?;
+    std::fs::write(&list, "main\n").map_err(|e| e.to_string())?;
     let mut cmd = Command::new(rustc);
     cmd.arg("--crate-type=bin")
         .arg("--target")
         .arg(target)
         .arg("-o")
-        .arg(out.join("order-probe"))
-        .arg("-C")
-        .arg(format!(
-            "link-arg=-Wl,--symbol-ordering-file={}",
-            list.display()
-        ))
-        .arg(&src);
-    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+        .arg(out.join("order-probe"));
+    // Cargo's linker first, the rustflags after it, as cargo orders them
+    // (a `-C linker` in the rustflags wins).
     if let Some(linker) = std::env::var_os("RUSTC_LINKER") {
         let mut arg = std::ffi::OsString::from("linker=");
         arg.push(linker);
         cmd.arg("-C").arg(arg);
     }
-    cmd.output().is_ok_and(|o| o.status.success())
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    for arg in order_args(&list) {
+        cmd.arg("-C").arg(format!("link-arg={arg}"));
+    }
+    cmd.arg(&src);
+    let done = cmd.output().map_err(|e| e.to_string())?;
+    if done.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&done.stderr);
+    Err(err
+        .lines()
+        .find(|l| l.contains("error") || l.contains("unrecognized"))
+        .unwrap_or("link failed")
+        .trim()
+        .chars()
+        .take(200)
+        .collect())
 }

@@ -31,13 +31,15 @@
 #   hakoniwa       its defaults (seccomp podman profile, no network ns)
 #   hakoniwa+      --unshare-all plus rlimits for CPU time and address space
 set -euo pipefail
+# Commands below are split into words unquoted: no globbing of them.
+set -f
 cd "$(dirname "$0")/.."
 runs=${1:-200}
 fix=${BENCH_DIR:-/tmp/hutch-bench}
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$fix"
     cargo build --release -q
-    install -m 0755 "$(ls "${CARGO_TARGET_DIR:-target}"/*/release/hutch | head -1)" "$fix/hutch"
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release/hutch" "$fix/hutch"
     [ -f "$fix/rootfs/etc/hosts" ] || scripts/build-rootfs.sh "$fix/rootfs" hutch-sub >/dev/null
     gcc -static -O2 -o "$fix/rootfs/usr/bin/hello" tests/programs/hello.c
     chmod -R a+rX "$fix"
@@ -88,15 +90,17 @@ if [ -n "${HUTCH_BASELINE:-}" ]; then
     # A store of its own: another build may keep its records otherwise.
     cmd[hutch-baseline]="HUTCH_DATA_DIR=$fix/baseline-data $HUTCH_BASELINE run --rm --rootfs $root $judge /usr/bin/hello"
 fi
-bwrap="bwrap --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
+# Peers by full path, as hutch: no PATH search in any run.
+bwrap="$(command -v bwrap || echo bwrap) --unshare-all --die-with-parent --ro-bind $root / --proc /proc --dev /dev"
 cmd[bwrap]="$bwrap /usr/bin/hello"
 if [ -n "$seccomp_fds" ]; then
     # FD<path: spawn (and sh) open the program on FD for each run.
     cmd[bwrap+seccomp]="$seccomp_opens $bwrap $seccomp_fds /usr/bin/hello"
 fi
 if command -v hakoniwa >/dev/null; then
-    cmd[hakoniwa]="hakoniwa run --rootdir $root -- /usr/bin/hello"
-    cmd[hakoniwa+]="hakoniwa run --unshare-all --rootdir $root --limit-cpu 2 --limit-as 268435456 -- /usr/bin/hello"
+    hakoniwa=$(command -v hakoniwa)
+    cmd[hakoniwa]="$hakoniwa run --rootdir $root -- /usr/bin/hello"
+    cmd[hakoniwa+]="$hakoniwa run --unshare-all --rootdir $root --limit-cpu 2 --limit-as 268435456 -- /usr/bin/hello"
 fi
 
 # Check each works before timing it.

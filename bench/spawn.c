@@ -5,10 +5,12 @@
 //
 //   spawn N W [VAR=value ...] [FD<path ...] command [argument ...]
 //
-// VAR=value: set in each run's environment. FD<path: each run gets path
-// opened read-only on descriptor FD (bwrap's --add-seccomp-fd reads its
-// descriptor to the end, so a descriptor shared by the runs would not do).
-// Each run's standard output and error go to /dev/null.
+// VAR=value (a shell variable's name): set in each run's environment.
+// FD<path (FD in digits): each run gets path opened read-only on
+// descriptor FD (bwrap's --add-seccomp-fd reads its descriptor to the end,
+// so a descriptor shared by the runs would not do). "--" ends them. Each
+// run's standard input, output and error are /dev/null, alike for every
+// sandbox.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,28 @@
 
 extern char **environ;
 
+static long count(const char *s, const char *what) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 100000000) {
+        fprintf(stderr, "spawn: %s must be a whole number from 1 to 100000000, not %s\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
+// NAME=value with NAME a shell variable's name.
+static int assignment(const char *s) {
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || (s[0] >= '0' && s[0] <= '9'))
+        return 0;
+    for (const char *c = s; c < eq; c++)
+        if (!(*c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
 static void die(const char *what, int err) {
     fprintf(stderr, "spawn: %s: %s\n", what, strerror(err));
     exit(2);
@@ -32,12 +56,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: spawn N W [VAR=value ...] [FD<path ...] command [argument ...]\n");
         return 2;
     }
-    long n = atol(argv[1]);
-    long w = atol(argv[2]);
-    if (n < 1 || w < 1) {
-        fprintf(stderr, "spawn: N and W must be positive\n");
-        return 2;
-    }
+    long n = count(argv[1], "N");
+    long w = count(argv[2], "W");
     size_t nenv = 0;
     while (environ[nenv])
         nenv++;
@@ -50,17 +70,25 @@ int main(int argc, char **argv) {
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc)
         die("file actions", rc);
-    if ((rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)) ||
+    if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) ||
+        (rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)) ||
         (rc = posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0)))
         die("file actions", rc);
     int i = 3;
     for (; i < argc; i++) {
         char *lt = strchr(argv[i], '<');
-        char *eq = strchr(argv[i], '=');
-        if (lt && lt != argv[i] && strspn(argv[i], "0123456789") == (size_t)(lt - argv[i])) {
+        if (!strcmp(argv[i], "--")) {
+            i++;
+            break;
+        } else if (lt && lt != argv[i] && strspn(argv[i], "0123456789") == (size_t)(lt - argv[i])) {
+            // Open once here, to name a missing file before any run.
+            int fd = open(lt + 1, O_RDONLY);
+            if (fd < 0)
+                die(lt + 1, errno);
+            close(fd);
             if ((rc = posix_spawn_file_actions_addopen(&fa, atoi(argv[i]), lt + 1, O_RDONLY, 0)))
                 die(argv[i], rc);
-        } else if (eq && eq != argv[i] && argv[i][0] != '/') {
+        } else if (assignment(argv[i])) {
             envp[e++] = argv[i];
         } else {
             break;
