@@ -61,7 +61,6 @@ trap 'rm -rf "$tmp"' EXIT
 # of every sandbox's run here.
 spawn=$tmp/spawn
 gcc -O2 -o "$spawn" bench/spawn.c
-bpf_dir=$tmp
 cache=$("$hutch" policy check judge | sed -n 's/.*cache: \(hit\|compiled, stored as\) \(\/.*\.bpf\)$/\2/p')
 seccomp_fds=""
 if [ -n "$cache" ] && [ -f "$cache" ]; then
@@ -70,12 +69,12 @@ if [ -n "$cache" ] && [ -f "$cache" ]; then
     off=16
     for i in $(seq 0 $((n - 1))); do
         len=$(u32 "$off")
-        dd if="$cache" of="$bpf_dir/bpf$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
+        dd if="$cache" of="$tmp/bpf$i" bs=1 skip=$((off + 4)) count=$((len * 8)) status=none
         off=$((off + 4 + len * 8))
         # sh (dash), which checks each command below, redirects
         # single-digit descriptors only.
         [ $((3 + i)) -le 9 ] || { seccomp_fds=""; break; }
-        seccomp_opens="${seccomp_opens:-} $((3 + i))<$bpf_dir/bpf$i"
+        seccomp_opens="${seccomp_opens:-} $((3 + i))<$tmp/bpf$i"
         seccomp_fds="$seccomp_fds --add-seccomp-fd $((3 + i))"
     done
 fi
@@ -178,10 +177,12 @@ for name in "${order[@]}"; do
     [ -n "${cmd[$name]:-}" ] || continue
     read -r _ rate1 _ < <(quartiles "$(rates "${t1[$name]}")")
     read -r _ rate2 _ < <(quartiles "$(rates "${t2[$name]}")")
-    read -r a1 m1 b1 < <(quartiles "$(ratios "${t1[$name]}" "${t1[hutch-judge]}")")
-    read -r a2 m2 b2 < <(quartiles "$(ratios "${t2[$name]}" "${t2[hutch-judge]}")")
-    read -r w1 p1 < <(wins "$(ratios "${t1[$name]}" "${t1[hutch-judge]}")")
-    read -r w2 p2 < <(wins "$(ratios "${t2[$name]}" "${t2[hutch-judge]}")")
+    r1=$(ratios "${t1[$name]}" "${t1[hutch-judge]}")
+    r2=$(ratios "${t2[$name]}" "${t2[hutch-judge]}")
+    read -r a1 m1 b1 < <(quartiles "$r1")
+    read -r a2 m2 b2 < <(quartiles "$r2")
+    read -r w1 p1 < <(wins "$r1")
+    read -r w2 p2 < <(wins "$r2")
     won="$w1 $w2, p $p1 $p2"
     [ "$name" != hutch-judge ] || won=-
     printf '%-14s %10.0f %10.0f %20s %20s %9s %11s %6s  %s\n' "$name" "$rate1" "$rate2" \

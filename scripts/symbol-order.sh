@@ -28,9 +28,9 @@ chmod 0755 "$work"
 cp "$order" "$work/order.before" 2>/dev/null || : > "$work/order.before"
 # On any failure the list is as it was, and dated now (rounds date it in
 # 2000; see build below) so that the next build sees it.
-done=no
+finished=no
 finish() {
-    [ "$done" = yes ] || cp "$work/order.before" "$order"
+    [ "$finished" = yes ] || cp "$work/order.before" "$order"
     touch "$order"
     rm -rf "$work"
 }
@@ -99,5 +99,5 @@ for round in 1 2 3 4 5 6 7 8; do
     fi
     cat "$work/new" >> "$order"
 done
-done=yes
+finished=yes
 echo "$order: $(wc -l < "$order") functions; code page faults per run $before -> $faults"
